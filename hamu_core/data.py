@@ -1,0 +1,112 @@
+"""The one in-memory form every dataset takes, built-in or uploaded.
+
+Everything downstream (training, unlearning, metrics, embeddings, the app) speaks this
+type, so a loader's only job is to produce a valid ``LabelledData``. Sample ids are
+stable integers assigned once by the loader: forget sets, stored runs and plots refer to
+samples by id, never by row position, so they survive any later reordering.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+KINDS = ("image", "tabular", "text")
+
+
+class DataError(ValueError):
+    """A dataset or uploaded file that cannot be used; the message names the file and rule."""
+
+
+def stratified_test_mask(y: np.ndarray, *, test_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
+    """Boolean test-split mask drawing ``test_fraction`` of every class, reproducible by seed.
+
+    Written here rather than borrowed from scikit-learn so that tiny classes never fail:
+    each class keeps at least one training sample, and a one-sample class stays in train.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(y), dtype=bool)
+    for label in np.unique(y):
+        rows = np.flatnonzero(y == label)
+        n_test = min(int(round(test_fraction * len(rows))), len(rows) - 1)
+        mask[rng.permutation(rows)[:n_test]] = True
+    return mask
+
+
+@dataclass(frozen=True, eq=False)
+class LabelledData:
+    """Features, labels, stable ids and a fixed train/test split for one dataset."""
+
+    name: str  # shown in the app and stored with runs, e.g. "digits"
+    kind: str  # one of KINDS; decides thumbnails (image), text previews (text)
+    X: np.ndarray  # (n, *input_shape) float32 model inputs, already scaled
+    y: np.ndarray  # (n,) int64 labels in [0, n_classes)
+    ids: np.ndarray  # (n,) int64 unique, stable sample ids
+    is_test: np.ndarray  # (n,) bool: held-out test split (never trained on, never forgotten)
+    classes: tuple[str, ...]  # class names, index = label
+    images: np.ndarray | None = None  # (n, h, w) uint8 pixels for thumbnails (image kind)
+    texts: tuple[str, ...] | None = None  # raw text per sample (text kind)
+    meta: dict = field(default_factory=dict)  # provenance: source file, licence, vectoriser
+
+    def __post_init__(self) -> None:
+        n = len(self.y)
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        for name, arr in (("X", self.X), ("ids", self.ids), ("is_test", self.is_test)):
+            if len(arr) != n:
+                raise ValueError(f"{self.name}: {name} has {len(arr)} rows but y has {n}")
+        if self.images is not None and len(self.images) != n:
+            raise ValueError(f"{self.name}: images has {len(self.images)} rows but y has {n}")
+        if self.texts is not None and len(self.texts) != n:
+            raise ValueError(f"{self.name}: texts has {len(self.texts)} rows but y has {n}")
+        if len(np.unique(self.ids)) != n:
+            raise ValueError(f"{self.name}: sample ids are not unique")
+        if n and (self.y.min() < 0 or self.y.max() >= len(self.classes)):
+            raise ValueError(f"{self.name}: labels must lie in [0, {len(self.classes)})")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.X.shape[1:])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def train_ids(self) -> np.ndarray:
+        return self.ids[~self.is_test]
+
+    @property
+    def test_ids(self) -> np.ndarray:
+        return self.ids[self.is_test]
+
+    def fingerprint(self) -> str:
+        """Short sha256 of name, inputs, labels, ids and split: a cache key for this content."""
+        digest = hashlib.sha256(self.name.encode())
+        for arr in (self.X, self.y, self.ids, self.is_test):
+            digest.update(str(arr.dtype).encode() + str(arr.shape).encode())
+            digest.update(np.ascontiguousarray(arr))  # buffer protocol: no copy
+        return digest.hexdigest()[:16]
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """Row positions of the given sample ids; raises KeyError naming unknown ids."""
+        ids = np.asarray(ids, dtype=np.int64)
+        order = np.argsort(self.ids)
+        pos = np.searchsorted(self.ids, ids, sorter=order)
+        pos = np.clip(pos, 0, len(self.ids) - 1)
+        found = self.ids[order[pos]] == ids if len(self.ids) else np.zeros(len(ids), bool)
+        if not np.all(found):
+            missing = ids[~found][:10].tolist()
+            raise KeyError(f"{self.name}: unknown sample ids {missing}")
+        return order[pos]
+
+    def tensors(self, ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, labels) as torch tensors for the given sample ids, in the given order."""
+        rows = self.rows(ids)
+        return torch.from_numpy(self.X[rows]).float(), torch.from_numpy(self.y[rows]).long()
