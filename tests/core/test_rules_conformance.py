@@ -1,0 +1,171 @@
+"""One conformance suite over every registered update rule (DESIGN: parametrize_with_checks idea).
+
+Every rule must be deterministic under a seed, leave its inputs alone, refuse NaN with a
+message that leaves the weights untouched, and let the run undo a step bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from hamu_core import gradients as G
+from hamu_core.methods import METHOD_HELP, METHODS, make_rule
+from hamu_core.rule import StepInputs
+from hamu_core.unlearner import UnlearningRun
+
+ALL_METHODS = sorted(METHODS)
+
+
+def small_problem(seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    x = torch.randn(60, 6, generator=gen)
+    y = torch.randint(0, 3, (60,), generator=gen)
+    forget = (x[:12], y[:12])
+    retain = (x[12:], y[12:])
+    return model, retain, forget
+
+
+def settings_for(method: str) -> dict:
+    if method.startswith("hamu"):
+        return {"lr": 0.05, "constraint": 0.01}
+    return {"lr": 0.05}
+
+
+def weights(model: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def make_run(method: str, seed: int = 0, retain_batch_size: int = 16) -> UnlearningRun:
+    model, retain, forget = small_problem()
+    return UnlearningRun(make_rule(method, **settings_for(method)), model=model, retain=retain, forget=forget,
+                         seed=seed, retain_batch_size=retain_batch_size)
+
+
+def test_every_method_has_help():
+    assert set(METHOD_HELP) == set(METHODS)
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_same_seed_same_trajectory(method):
+    a, b = make_run(method), make_run(method)
+    ra, rb = a.run(4), b.run(4)
+    assert len(ra) == 4
+    assert same(weights(a.model_), weights(b.model_))
+    strip = lambda r: {k: v for k, v in r.to_dict().items() if k != "wall_ms"}  # noqa: E731
+    assert [strip(r) for r in ra] == [strip(r) for r in rb]
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_different_seed_draws_different_batches(method):
+    a, b = make_run(method, seed=0), make_run(method, seed=1)
+    assert not torch.equal(a.batches(1)[0][0], b.batches(1)[0][0])
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_propose_mutates_nothing(method):
+    model, retain, forget = small_problem()
+    rule = make_rule(method, **settings_for(method))
+    grads = G.paired_gradients(model, retain, forget)
+    before_grads = [g.clone() for g in grads.retain + grads.forget]
+    before_weights = weights(model)
+    before_x = retain[0].clone()
+    step = rule.propose(StepInputs(model, copy.deepcopy(model), retain, forget, grads))
+    assert same(before_grads, grads.retain + grads.forget)
+    assert same(before_weights, weights(model))
+    assert torch.equal(before_x, retain[0])
+    assert len(step.delta) == len(list(model.parameters()))
+    assert all(d.shape == p.shape for d, p in zip(step.delta, model.parameters()))
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_run_never_touches_the_callers_model(method):
+    model, retain, forget = small_problem()
+    before = weights(model)
+    run = UnlearningRun(make_rule(method, **settings_for(method)), model=model, retain=retain, forget=forget)
+    run.run(3)
+    assert same(before, weights(model))
+    assert not same(before, weights(run.model_))
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_undo_is_exact_and_reset_returns_to_start(method):
+    run = make_run(method)
+    start = weights(run.model_)
+    run.run(2)
+    after_two = weights(run.model_)
+    run.step()
+    run.undo()
+    assert same(after_two, weights(run.model_))
+    assert len(run.history_) == 2
+    # Stepping again after undo replays the same batch, so the same weights come back.
+    redo = make_run(method)
+    redo.run(3)
+    run.step()
+    assert same(weights(redo.model_), weights(run.model_))
+    run.reset()
+    assert same(start, weights(run.model_))
+    assert run.history_ == [] and not run.can_undo
+    with pytest.raises(IndexError, match="nothing to undo"):
+        run.undo()
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_nan_inputs_are_refused_with_a_message(method):
+    model, retain, forget = small_problem()
+    bad = forget[0].clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="forget data contains NaN"):
+        UnlearningRun(make_rule(method, **settings_for(method)), model=model, retain=retain, forget=(bad, forget[1]))
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_nan_weights_refuse_the_step_and_keep_the_weights(method):
+    run = make_run(method)
+    with torch.no_grad():
+        next(run.model_.parameters())[0, 0] = float("nan")
+    before = weights(run.model_)
+    with pytest.raises(FloatingPointError, match="refused"):
+        run.step()
+    after = weights(run.model_)
+    assert all(torch.equal(torch.nan_to_num(a), torch.nan_to_num(b)) for a, b in zip(before, after))
+    assert run.history_ == []
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_empty_data_is_refused(method):
+    model, retain, forget = small_problem()
+    empty = (forget[0][:0], forget[1][:0])
+    with pytest.raises(ValueError, match="forget data is empty"):
+        UnlearningRun(make_rule(method, **settings_for(method)), model=model, retain=retain, forget=empty)
+
+
+def test_unknown_method_and_bad_settings_name_the_field():
+    with pytest.raises(ValueError, match="method must be one of"):
+        make_rule("nope")
+    with pytest.raises(ValueError, match="lr must be"):
+        make_rule("gdiff", lr=-1.0)
+    with pytest.raises(ValueError, match="alpha must lie"):
+        make_rule("neggrad+", alpha=2.0)
+    with pytest.raises(ValueError, match="conflict_test"):
+        make_rule("gru", conflict_test="maybe")
+    with pytest.raises(ValueError, match="unexpected keyword"):
+        make_rule("ft", constraint=1.0)
+    with pytest.raises(ValueError, match="retain_batch_size"):
+        make_run("ft", retain_batch_size=0)
+
+
+def test_stop_when_rejects_unknown_condition():
+    with pytest.raises(ValueError, match="stop_when"):
+        make_run("hamu-q").run(2, stop_when="tired")
