@@ -17,7 +17,7 @@ import torch
 
 from hamu_core import gradients as G
 from hamu_core.rule import RuleStep, StepInputs, UpdateRule, check_positive
-from hamu_core.solver import EPS, VARIANTS, HamuSolution, effective_pair, solve_effective, stopping_threshold
+from hamu_core.solver import EFFECTIVE_NAMES, EPS, VARIANTS, HamuSolution, effective_pair, solve_effective, stopping_threshold
 
 MODES = ("per_tensor", "full")
 SPLITS = ("equal", "norm_product", "exp_neg_dot")
@@ -28,13 +28,17 @@ def constraint_split(gr: G.Grads, gf: G.Grads, constraint: float, split: str) ->
 
     equal: B/n; norm_product: B·‖g_r,i‖‖g_f,i‖/Σ_j (the paper's image runs); exp_neg_dot:
     B·exp(−g_r,i·g_f,i)/Σ_j, computed as a softmax so large dot products cannot overflow.
-    The denominators are clamped at EPS like the reference's, so all-zero weights give B_i = 0.
+    When every norm product is zero the weights say nothing and B is split equally: the
+    reference's EPS-clamped denominator would give every B_i = 0 there and silently drop the
+    constraint (a step reported feasible that gains nothing), or shrink it when Σ_j < EPS.
     """
     if split == "equal":
         return [constraint / len(gr)] * len(gr)
     if split == "norm_product":
         w = [float(torch.linalg.vector_norm(a.double()) * torch.linalg.vector_norm(b.double())) for a, b in zip(gr, gf)]
-        total = max(math.fsum(w), EPS)
+        total = math.fsum(w)
+        if total == 0:
+            return constraint_split(gr, gf, constraint, "equal")
         return [constraint * wi / total for wi in w]
     if split == "exp_neg_dot":
         neg_dots = torch.tensor([-G.dot([a], [b]) for a, b in zip(gr, gf)], dtype=torch.float64)
@@ -83,17 +87,23 @@ class HamuUpdate(UpdateRule):
         return self.radius if self.radius is not None else self.lr * gr_norm
 
     def propose(self, inputs: StepInputs) -> RuleStep:
-        pairs = [effective_pair(r, f, self.variant) for r, f in zip(inputs.grads.retain, inputs.grads.forget)]
+        # The algebra runs in float64 (see solver): convert each gradient once here rather than
+        # in every norm and dot product below; that copying was most of HAMU's overhead on GDiff.
+        grads = inputs.grads
+        pairs = [effective_pair(r.double(), f.double(), self.variant) for r, f in zip(grads.retain, grads.forget)]
         gr = [p[0] for p in pairs]
         gf = [p[1] for p in pairs]
         solutions = self._solve_full(gr, gf) if self.mode == "full" else self._solve_per_tensor(gr, gf)
-        delta = [s.delta for s in solutions]
+        delta = [s.delta.to(r.dtype) for s, r in zip(solutions, grads.retain)]
         return self._summarise(gr, gf, delta, solutions)
 
     def _solve_per_tensor(self, gr: G.Grads, gf: G.Grads) -> list[HamuSolution]:
         budgets = constraint_split(gr, gf, self.constraint, self.split)
         return [
-            solve_effective(a, b, radius=self._radius_for(float(torch.linalg.vector_norm(a.double()))), constraint=B_i)
+            solve_effective(
+                a, b, radius=self._radius_for(float(torch.linalg.vector_norm(a.double()))), constraint=B_i,
+                names=EFFECTIVE_NAMES[self.variant],
+            )
             for a, b, B_i in zip(gr, gf, budgets)
         ]
 
@@ -105,7 +115,7 @@ class HamuUpdate(UpdateRule):
         return [
             solve_effective(
                 a, b, radius=radius, constraint=self.constraint,
-                gr_norm=gr_norm, gf_norm=gf_norm, dot=d, gr_orth_norm=orth_norm,
+                gr_norm=gr_norm, gf_norm=gf_norm, dot=d, gr_orth_norm=orth_norm, names=EFFECTIVE_NAMES[self.variant],
             )
             for a, b in zip(gr, gf)
         ]
@@ -113,17 +123,21 @@ class HamuUpdate(UpdateRule):
     def _summarise(self, gr: G.Grads, gf: G.Grads, delta: G.Grads, solutions: list[HamuSolution]) -> RuleStep:
         counts = Counter(s.branch for s in solutions)
         feasible = all(s.feasible for s in solutions)
-        objective_change = G.dot(gr, delta)  # first-order change of the guarded objective
+        delta64 = [d.double() for d in delta]  # the applied Δ, converted once for the dot products
+        objective_change = G.dot(gr, delta64)  # first-order change of the guarded objective
         if self.mode == "full":
             radius = solutions[0].radius
             unavoidable = solutions[0].degradation_unavoidable
+            # The global κ and norms were passed to every solution; reuse them.
+            kappa, gr_norm, gf_norm = solutions[0].kappa, solutions[0].norm_retain, solutions[0].norm_forget
         else:
             radius = math.sqrt(math.fsum(s.radius**2 for s in solutions))
             # Each tensor's step is optimal for its own problem, so their sum is the best the
             # per-tensor problem allows: degradation is unavoidable exactly when it is > 0.
             unavoidable = feasible and objective_change > 0
-        kappa = G.dot(gr, gf)
-        kappa2 = stopping_threshold(G.norm(gr), G.norm(gf), radius, self.constraint)
+            # Each solution's κ is its tensor's term of G.dot(gr, gf), so their fsum is that dot.
+            kappa, gr_norm, gf_norm = math.fsum(s.kappa for s in solutions), G.norm(gr), G.norm(gf)
+        kappa2 = stopping_threshold(gr_norm, gf_norm, radius, self.constraint)
         info = {
             "branch": "infeasible" if counts["infeasible"] else counts.most_common(1)[0][0],
             "branch_counts": dict(counts),
@@ -135,8 +149,8 @@ class HamuUpdate(UpdateRule):
             "feasible": feasible,
             "degradation_unavoidable": unavoidable,
             "predicted_objective_change": objective_change,
-            "predicted_constraint_gain": G.dot(gf, delta),
-            "step_norm": G.norm(delta),
+            "predicted_constraint_gain": G.dot(gf, delta64),
+            "step_norm": G.norm(delta64),
         }
         refused = None
         if self.stop_on_infeasible and not feasible:

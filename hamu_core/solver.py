@@ -8,7 +8,9 @@ Every unlearning step solves a small constrained problem in the first-order mode
 HAMU-U is the same problem with g_r' = −g_f and g_f' = −g_r. The solution has five
 branches, checked in the spec's order; EPS guards every division exactly as the
 reference implementation does (norms are clamped from below by EPS), so the same
-inputs give the same Δ and branch name.
+inputs give the same Δ and branch name. The algebra runs in float64 and Δ is cast back to
+the input dtype: in float32 the orthogonal part g_r⊥ of nearly parallel gradients is
+mostly rounding noise, and a rectified step along that noise misses the constraint.
 
 This module works on one flat (or any-shaped) tensor pair. Whole-model application
 (per-tensor or full-gradient) lives in ``hamu_rule``; ``solve_effective`` accepts the
@@ -26,6 +28,8 @@ import torch
 EPS = 1e-12
 VARIANTS = ("hamu-q", "hamu-u")
 BRANCHES = ("zero_forget_grad", "infeasible", "direct", "colinear", "rectified")
+# The caller's names of (g_r', g_f') per variant, so error messages name the input field.
+EFFECTIVE_NAMES = {"hamu-q": ("g_retain", "g_forget"), "hamu-u": ("g_forget", "g_retain")}
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ def solve_effective(
     gf_norm: float | None = None,
     dot: float | None = None,
     gr_orth_norm: float | None = None,
+    names: tuple[str, str] = ("g_retain", "g_forget"),
 ) -> HamuSolution:
     """Solve ``min gr·Δ s.t. gf·Δ ≥ B, ‖Δ‖ ≤ R`` in the effective frame (the five branches).
 
@@ -95,23 +100,28 @@ def solve_effective(
     omitted they are computed from this tensor pair. ``gr_orth_norm`` is ‖g_r⊥‖ of the
     global problem; with it the orthogonal part is normalised globally, so the blocks of
     one full-gradient step together have norm R (the reference's per-block normalisation
-    does not, see HAMU_SPEC "Per-tensor and full-gradient modes").
+    does not, see HAMU_SPEC "Per-tensor and full-gradient modes"). ``names`` are the
+    caller's names for (gr, gf), used in error messages (HAMU-U swaps them).
     """
+    if gr.shape != gf.shape:
+        raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got {tuple(gr.shape)} and {tuple(gf.shape)}")
+    if gr.dtype != gf.dtype:
+        raise ValueError(f"{names[0]} and {names[1]} must have the same dtype, got {gr.dtype} and {gf.dtype}")
+    for name, g in zip(names, (gr, gf)):
+        # A sum is finite when every entry is (barring overflow) and costs a tenth of an
+        # element-wise scan, which therefore runs only to confirm a non-finite sum.
+        if not math.isfinite(float(g.sum())) and not torch.isfinite(g).all():
+            raise ValueError(f"{name} contains NaN or Inf; the step is refused")
     if radius < 0 or not math.isfinite(radius):
         raise ValueError(f"radius must be a finite number >= 0, got {radius}")
     if constraint < 0 or not math.isfinite(constraint):
         raise ValueError(f"constraint must be a finite number >= 0, got {constraint}")
-    if gr.shape != gf.shape:
-        raise ValueError(f"g_retain and g_forget must have the same shape, got {tuple(gr.shape)} and {tuple(gf.shape)}")
-    if gr.dtype != gf.dtype:
-        raise ValueError(f"g_retain and g_forget must have the same dtype, got {gr.dtype} and {gf.dtype}")
-    if not (torch.isfinite(gr).all() and torch.isfinite(gf).all()):
-        raise ValueError("gradients contain NaN or Inf; the step is refused")
 
-    # Scalars are computed in float64 so that branch decisions do not depend on the dtype.
-    gr_norm = float(torch.linalg.vector_norm(gr.double())) if gr_norm is None else gr_norm
-    gf_norm = float(torch.linalg.vector_norm(gf.double())) if gf_norm is None else gf_norm
-    dot = float(torch.dot(gr.double().flatten(), gf.double().flatten())) if dot is None else dot
+    dtype = gr.dtype
+    gr, gf = gr.double(), gf.double()  # no-op for float64 input
+    gr_norm = float(torch.linalg.vector_norm(gr)) if gr_norm is None else gr_norm
+    gf_norm = float(torch.linalg.vector_norm(gf)) if gf_norm is None else gf_norm
+    dot = float(torch.dot(gr.flatten(), gf.flatten())) if dot is None else dot
     gf_norm_sq = gf_norm**2
     R, B = radius, constraint
 
@@ -120,7 +130,7 @@ def solve_effective(
 
     def result(delta: torch.Tensor, branch: str, feasible: bool) -> HamuSolution:
         unavoidable = feasible and not math.isnan(kappa2) and dot > kappa2
-        return HamuSolution(delta, branch, dot, kappa2, cos_rf, gr_norm, gf_norm, R, B, feasible, unavoidable)
+        return HamuSolution(delta.to(dtype), branch, dot, kappa2, cos_rf, gr_norm, gf_norm, R, B, feasible, unavoidable)
 
     safe_gr_norm = max(gr_norm, EPS)
     safe_gf_norm_sq = max(gf_norm_sq, EPS)
@@ -144,7 +154,7 @@ def solve_effective(
         return result(direct_step(), "direct", True)
     gr_orth = gr - (dot / safe_gf_norm_sq) * gf
     if gr_orth_norm is None:
-        gr_orth_norm = float(torch.linalg.vector_norm(gr_orth.double()))
+        gr_orth_norm = float(torch.linalg.vector_norm(gr_orth))
     # 4. colinear: g_r is parallel to g_f, so nothing is left to descend along.
     if gr_orth_norm < EPS:
         return result(ascent, "colinear", True)
@@ -176,4 +186,4 @@ def hamu_update(
     gr, gf = effective_pair(g_retain, g_forget, variant)
     if radius is None:
         radius = lr * float(torch.linalg.vector_norm(gr.double()))
-    return solve_effective(gr, gf, radius=float(radius), constraint=float(constraint))
+    return solve_effective(gr, gf, radius=float(radius), constraint=float(constraint), names=EFFECTIVE_NAMES[variant])

@@ -1,0 +1,304 @@
+"""HAMU on a whole model (HAMU_SPEC "Per-tensor and full-gradient modes"): ``HamuUpdate``.
+
+Full-gradient mode is checked against ``hamu_update`` on the concatenated gradient (one
+global problem) and for the global guarantees; per-tensor mode against ``hamu_update`` per
+tensor with constraint shares recomputed here, and for each tensor's own guarantees.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from hamu_core import hamu_update
+from hamu_core.gradients import PairedGradients, paired_gradients, trainable_parameters
+from hamu_core.hamu_rule import HamuUpdate, constraint_split
+from hamu_core.rule import StepInputs
+
+EPS = 1e-12
+VARIANTS = ("hamu-q", "hamu-u")
+SPLITS = ("equal", "norm_product", "exp_neg_dot")
+SCALES = st.one_of(st.just(0.0), st.floats(1e-2, 10))  # per-tensor gradient scales, zero blocks included
+
+
+def mlp() -> nn.Module:
+    """A 2-layer MLP: four parameter tensors of different shapes."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3))
+
+
+MODEL = mlp()
+SHAPES = [p.shape for p in MODEL.parameters()]
+
+
+def random_grads(seed: int, retain_scales=None, forget_scales=None, dtype=torch.float32) -> PairedGradients:
+    """g_r and g_f by hand: random directions, optionally a chosen norm per tensor."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def draw(scales):
+        grads = [torch.randn(shape, generator=gen, dtype=torch.float64) for shape in SHAPES]
+        if scales is not None:
+            grads = [g / g.norm() * s for g, s in zip(grads, scales)]
+        return [g.to(dtype) for g in grads]
+
+    names, _ = trainable_parameters(MODEL)
+    return PairedGradients(names, draw(retain_scales), draw(forget_scales), 1.0, 2.0)
+
+
+def inputs_for(grads: PairedGradients) -> StepInputs:
+    gen = torch.Generator().manual_seed(1)
+    batch = (torch.randn(6, 4, generator=gen), torch.randint(0, 3, (6,), generator=gen))
+    return StepInputs(MODEL, MODEL, batch, batch, grads)
+
+
+def effective(grads: PairedGradients, variant: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(g_r', g_f') per tensor, in float64 (HAMU_SPEC, HAMU-U swaps and negates)."""
+    r, f = [g.double() for g in grads.retain], [g.double() for g in grads.forget]
+    return ([-g for g in f], [-g for g in r]) if variant == "hamu-u" else (r, f)
+
+
+def flat(tensors) -> torch.Tensor:
+    return torch.cat([t.double().flatten() for t in tensors])
+
+
+def global_norm(tensors) -> float:
+    return float(flat(tensors).norm())
+
+
+def expected_budgets(c, a, B: float, split: str) -> np.ndarray:
+    """B_i recomputed from HAMU_SPEC's three splits (equal when all norm products vanish)."""
+    n = len(c)
+    if split == "exp_neg_dot":
+        neg = np.array([-float(x.flatten() @ y.flatten()) for x, y in zip(c, a)])
+        w = np.exp(neg - neg.max())
+    elif split == "norm_product":
+        w = np.array([float(x.norm() * y.norm()) for x, y in zip(c, a)])
+    if split == "equal" or w.sum() == 0:
+        w = np.ones(n)
+    return B * w / w.sum()
+
+
+# ---------------------------------------------------------------------------------------------
+# Full-gradient mode: one global problem.
+
+
+@settings(max_examples=60)
+@given(
+    st.integers(0, 10_000), st.sampled_from(VARIANTS), st.floats(0, 3), st.one_of(st.none(), st.floats(1e-3, 2)),
+    st.floats(0.05, 3), st.sampled_from([torch.float32, torch.float64]),
+)
+def test_full_mode_is_the_global_problem(seed, variant, B, radius, lr, dtype):
+    grads = random_grads(seed, dtype=dtype)
+    rule = HamuUpdate(variant=variant, constraint=B, radius=radius, lr=lr, mode="full", clip_norm=None)
+    step = rule.propose(inputs_for(grads))
+    c, a = effective(grads, variant)
+    R = radius if radius is not None else lr * float(flat(c).norm())
+    d = flat(step.delta)
+    size = {"radius": radius} if radius is not None else {"lr": lr}
+    oracle = hamu_update(flat(grads.retain), flat(grads.forget), constraint=B, variant=variant, **size)
+    tol = 1e-9 if dtype == torch.float64 else 1e-5
+    assert [t.shape for t in step.delta] == SHAPES and all(t.dtype == dtype for t in step.delta)
+    torch.testing.assert_close(d, oracle.delta, rtol=tol, atol=tol * (1 + R))
+    assert step.info["branch"] == oracle.branch and step.info["feasible"] == oracle.feasible
+    assert step.info["degradation_unavoidable"] == oracle.degradation_unavoidable
+    assert step.info["radius"] == pytest.approx(R, rel=1e-12)
+    if oracle.feasible:
+        assert float(d.norm()) <= R * (1 + tol)  # globally, not per block
+        assert float(flat(a) @ d) >= B - tol * (1 + B + R * float(flat(a).norm()))
+    assert step.refused is None
+
+
+def test_full_mode_normalises_orthogonal_part_globally():
+    """HAMU_SPEC: per-block normalisation of g_r⊥ gave ‖Δ‖ ≈ 1.4R on two tensors; global must give R."""
+    model = nn.Linear(3, 2)
+    gr = [torch.tensor([[0.5, 1.0, 0.0], [0.0, 0.0, 0.0]]), torch.tensor([1.0, 0.0])]
+    gf = [torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), torch.tensor([0.0, 0.0])]
+    grads = PairedGradients(("weight", "bias"), gr, gf, 1.0, 1.0)
+    batch = (torch.zeros(1, 3), torch.zeros(1, dtype=torch.long))
+    R, B = 1.0, 0.1
+    rule = HamuUpdate(constraint=B, radius=R, mode="full", clip_norm=None)
+    step = rule.propose(StepInputs(model, model, batch, batch, grads))
+    assert step.info["branch"] == "rectified"
+    assert global_norm(step.delta) == pytest.approx(R, rel=1e-6)  # the rectified step uses the whole radius
+    # The reference's per-block normalisation on the same problem, to show what is excluded.
+    dot, gf_sq = sum(float((r * f).sum()) for r, f in zip(gr, gf)), sum(float((f * f).sum()) for f in gf)
+    s = math.sqrt(R * R - B * B / gf_sq)
+    per_block = [B / gf_sq * f - s * o / o.norm() for f, o in ((f, r - dot / gf_sq * f) for r, f in zip(gr, gf))]
+    assert global_norm(per_block) == pytest.approx(math.sqrt(2 * s * s + B * B), rel=1e-6)
+    assert global_norm(per_block) > 1.4 * R
+
+
+def test_full_mode_on_real_model_gradients():
+    """g_r, g_f from the MLP's own losses on random data (hamu_core.gradients.paired_gradients)."""
+    gen = torch.Generator().manual_seed(3)
+    retain = (torch.randn(32, 4, generator=gen), torch.randint(0, 3, (32,), generator=gen))
+    forget = (torch.randn(8, 4, generator=gen), torch.randint(0, 3, (8,), generator=gen))
+    grads = paired_gradients(MODEL, retain, forget)
+    R = 0.1
+    B = 0.5 * R * global_norm(grads.forget)  # feasible: half the largest achievable gain
+    rule = HamuUpdate(constraint=B, radius=R, mode="full", clip_norm=None)
+    step = rule.propose(StepInputs(MODEL, MODEL, retain, forget, grads))
+    d = flat(step.delta)
+    assert step.info["feasible"]
+    assert float(d.norm()) <= R * (1 + 1e-5)
+    assert float(flat(grads.forget) @ d) >= B * (1 - 1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-tensor mode: one problem per tensor with a share B_i of the constraint.
+
+
+@settings(max_examples=60)
+@given(
+    st.integers(0, 10_000), st.sampled_from(VARIANTS), st.sampled_from(SPLITS), st.floats(0, 3),
+    st.one_of(st.none(), st.floats(1e-3, 2)), st.floats(0.05, 3),
+    st.lists(SCALES, min_size=4, max_size=4), st.lists(SCALES, min_size=4, max_size=4),
+)
+def test_per_tensor_mode_solves_each_tensor(seed, variant, split, B, radius, lr, r_scales, f_scales):
+    grads = random_grads(seed, r_scales, f_scales, dtype=torch.float64)
+    rule = HamuUpdate(variant=variant, constraint=B, radius=radius, lr=lr, split=split, clip_norm=None)
+    step = rule.propose(inputs_for(grads))
+    c, a = effective(grads, variant)
+    budgets = expected_budgets(c, a, B, split)
+    feasible = []
+    for i, (ci, ai, di, Bi) in enumerate(zip(c, a, step.delta, budgets)):
+        Ri = radius if radius is not None else lr * float(ci.norm())
+        size = {"radius": radius} if radius is not None else {"lr": lr}
+        oracle = hamu_update(grads.retain[i], grads.forget[i], constraint=float(Bi), variant=variant, **size)
+        torch.testing.assert_close(di, oracle.delta, rtol=1e-9, atol=1e-9 * (1 + Ri + Bi))
+        a_sq = float(ai.norm()) ** 2
+        ok = Bi <= EPS if a_sq < EPS else Bi * Bi / a_sq <= Ri * Ri
+        feasible.append(ok)
+        if ok:
+            assert float(di.norm()) <= math.hypot(Ri, Bi / math.sqrt(max(a_sq, EPS)) if Bi <= EPS else 0.0) * (1 + 1e-9)
+            assert float(ai.flatten() @ di.flatten()) >= Bi - 1e-9 * (1 + Bi + Ri * math.sqrt(a_sq))
+    assert step.info["feasible"] == all(feasible)
+    assert step.info["radius"] == pytest.approx(
+        math.sqrt(sum((radius if radius is not None else lr * float(ci.norm())) ** 2 for ci in c)), rel=1e-9
+    )
+
+
+@settings(max_examples=60)
+@given(
+    st.integers(0, 10_000), st.sampled_from(SPLITS), st.floats(0, 10), st.floats(0.01, 30),
+    st.lists(SCALES, min_size=4, max_size=4), st.lists(SCALES, min_size=4, max_size=4),
+)
+def test_constraint_split_shares(seed, split, B, dot_scale, r_scales, f_scales):
+    grads = random_grads(seed, [s * dot_scale for s in r_scales], f_scales, dtype=torch.float64)
+    budgets = constraint_split(grads.retain, grads.forget, B, split)
+    assert len(budgets) == 4 and all(b >= 0 and math.isfinite(b) for b in budgets)
+    assert math.fsum(budgets) == pytest.approx(B, rel=1e-12, abs=1e-300)
+    np.testing.assert_allclose(budgets, expected_budgets(grads.retain, grads.forget, B, split), rtol=1e-9, atol=1e-300)
+    if split == "norm_product":  # B_i ∝ ‖g_r,i‖‖g_f,i‖
+        products = [float(r.norm() * f.norm()) for r, f in zip(grads.retain, grads.forget)]
+        if sum(products) > 0:
+            np.testing.assert_allclose(np.array(budgets) * sum(products), B * np.array(products), rtol=1e-9)
+
+
+def test_exp_neg_dot_is_softmax_of_negative_dots_without_overflow():
+    base = random_grads(5, [30.0, 30.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    forget = [base.retain[0], -base.retain[1], *base.forget[2:]]  # dots +900 and −900
+    dots = torch.tensor([float((r * f).sum()) for r, f in zip(base.retain, forget)], dtype=torch.float64)
+    assert float(dots.abs().max()) > 710  # exp(−dot) alone overflows float64 here
+    budgets = constraint_split(base.retain, forget, 2.0, "exp_neg_dot")
+    np.testing.assert_allclose(budgets, (2.0 * torch.softmax(-dots, 0)).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(budgets, expected_budgets(base.retain, forget, 2.0, "exp_neg_dot"), rtol=1e-12)
+    assert math.fsum(budgets) == pytest.approx(2.0)
+
+
+def test_equal_split_and_all_zero_norm_products():
+    grads = random_grads(2, [1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0])
+    assert constraint_split(grads.retain, grads.forget, 1.0, "equal") == [0.25] * 4
+    # Every ‖g_r,i‖‖g_f,i‖ is zero: the constraint is still split (equally), never dropped.
+    assert constraint_split(grads.retain, grads.forget, 1.0, "norm_product") == [0.25] * 4
+    step = HamuUpdate(constraint=1.0, radius=1.0, split="norm_product", clip_norm=None).propose(inputs_for(grads))
+    # Tensors without a forget gradient cannot gain their share: flagged, not silently "feasible".
+    assert not step.info["feasible"] and step.info["branch_counts"]["zero_forget_grad"] == 2
+
+
+@settings(max_examples=80)
+@given(
+    st.integers(0, 10_000), st.sampled_from(VARIANTS), st.floats(1e-4, 10), st.floats(1e-3, 1),
+    st.lists(SCALES, min_size=4, max_size=4), st.lists(SCALES, min_size=4, max_size=4),
+)
+def test_lr_radius_norm_product_infeasible_iff_sum_below_ratio(seed, variant, B, lr, r_scales, f_scales):
+    """HAMU_SPEC: R_i = lr·‖g_r,i‖ with the norm-product split is infeasible ⇔ Σ‖g_r,i‖‖g_f,i‖ < B/lr."""
+    grads = random_grads(seed, r_scales, f_scales, dtype=torch.float64)
+    total = math.fsum(float(r.norm() * f.norm()) for r, f in zip(grads.retain, grads.forget))
+    assume(abs(total - B / lr) > 1e-9 * (total + B / lr))
+    rule = HamuUpdate(variant=variant, constraint=B, lr=lr, split="norm_product", clip_norm=None)
+    step = rule.propose(inputs_for(grads))
+    assert step.info["feasible"] == (total >= B / lr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stop options, settings and inputs.
+
+
+@pytest.mark.parametrize("mode", ["per_tensor", "full"])
+def test_stop_on_infeasible_refuses_with_zero_delta(mode):
+    grads = random_grads(4)
+    settings_ = {"constraint": 1e3, "radius": 1e-3, "mode": mode, "clip_norm": None}
+    assert HamuUpdate(**settings_).propose(inputs_for(grads)).refused is None
+    step = HamuUpdate(**settings_, stop_on_infeasible=True).propose(inputs_for(grads))
+    assert step.refused and "infeasible" in step.refused and not step.info["feasible"]
+    assert all(torch.equal(d, torch.zeros_like(d)) for d in step.delta)
+
+
+@pytest.mark.parametrize("mode", ["per_tensor", "full"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_stop_on_unavoidable_refuses_with_zero_delta(mode, variant):
+    base = random_grads(6)
+    # Retain and forget gradients nearly aligned (κ > 0): gaining nearly the whole R‖g_f'‖ costs retain loss.
+    near = [f + 0.05 * r for r, f in zip(base.retain, base.forget)]
+    grads = PairedGradients(base.names, near, base.forget, 1.0, 1.0)
+    c, a = effective(grads, variant)
+    R = 0.1
+    share = 0.9 * R * min(float(x.norm()) for x in a) if mode == "per_tensor" else 0.9 * R * global_norm(a)
+    B = share * (4 if mode == "per_tensor" else 1)  # equal split: each tensor gets 0.9·R‖g_f,i'‖ at most
+    settings_ = {"variant": variant, "constraint": B, "radius": R, "mode": mode, "split": "equal", "clip_norm": None}
+    free = HamuUpdate(**settings_).propose(inputs_for(grads))
+    assert free.info["feasible"] and free.info["degradation_unavoidable"] and free.refused is None
+    assert free.info["predicted_objective_change"] > 0
+    step = HamuUpdate(**settings_, stop_on_unavoidable=True).propose(inputs_for(grads))
+    assert step.refused and "unavoidable" in step.refused
+    assert all(torch.equal(d, torch.zeros_like(d)) for d in step.delta)
+
+
+@pytest.mark.parametrize(
+    ("settings_", "field"),
+    [
+        ({"mode": "blockwise"}, "mode"),
+        ({"split": "proportional"}, "split"),
+        ({"variant": "hamu-x"}, "variant"),
+        ({"constraint": -1.0}, "constraint"),
+        ({"constraint": math.nan}, "constraint"),
+        ({"radius": -0.5}, "radius"),
+        ({"lr": 0.0}, "lr"),
+        ({"clip_norm": -1.0}, "clip_norm"),
+    ],
+)
+def test_invalid_settings_raise_value_error_naming_field(settings_, field):
+    with pytest.raises(ValueError, match=field):
+        HamuUpdate(**settings_)
+
+
+@pytest.mark.parametrize("mode", ["per_tensor", "full"])
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("B", [0.0, 0.05, 100.0])
+def test_inputs_not_mutated(mode, variant, B):
+    grads = random_grads(7)
+    retain, forget = [g.clone() for g in grads.retain], [g.clone() for g in grads.forget]
+    weights = [p.detach().clone() for p in MODEL.parameters()]
+    step = HamuUpdate(variant=variant, constraint=B, lr=0.5, mode=mode, clip_norm=None).propose(inputs_for(grads))
+    assert all(torch.equal(x, y) for x, y in zip(grads.retain, retain))
+    assert all(torch.equal(x, y) for x, y in zip(grads.forget, forget))
+    assert all(torch.equal(p, w) for p, w in zip(MODEL.parameters(), weights))
+    inputs = {t.data_ptr() for t in grads.retain + grads.forget}
+    assert not any(d.data_ptr() in inputs for d in step.delta)
