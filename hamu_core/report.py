@@ -1,0 +1,305 @@
+"""The audit report of one unlearning run, built from plain data only.
+
+Everything here takes dicts and lists (settings, the dataset and forget-set summaries,
+``StepRecord.to_dict()`` rows, ``Evaluation.to_dict()``, the verdict's findings), so the
+same report comes out of the app, of a run reloaded from the store, or of the CLI. Three
+forms: JSON (settings, metrics and history; NaN becomes null), CSV (one row per step,
+nested fields flattened to ``outer.inner`` columns), and one self-contained HTML page that
+needs no network: inline CSS, no external URL, and charts given as ready HTML fragments
+(the core draws nothing; ``hamu_ui`` makes the plotly figures and may pass plotly.js once
+as ``plotlyjs``). Every string that came from a user is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from html import escape
+
+import numpy as np
+import pandas as pd
+
+TITLE = "HAMU Studio unlearning report"
+HISTORY_PREVIEW = 5  # rows shown from each end of the run history in the HTML page
+IDS_PREVIEW = 40  # forget-set ids listed in the HTML page (all of them are in the JSON)
+HISTORY_COLUMNS = ("step", "method", "branch", "kappa", "kappa2", "margin", "cos_rf", "feasible",
+                   "forget_loss_after", "retain_loss_after", "step_norm")
+# (row label, key in each model's scores, sub-key or None, shown as percent)
+KEY_NUMBERS = (
+    ("Forget accuracy", "accuracy", "forget", True),
+    ("Retain accuracy", "accuracy", "retain", True),
+    ("Test accuracy", "accuracy", "test", True),
+    ("Forget loss", "loss", "forget", False),
+    ("Retain loss", "loss", "retain", False),
+    ("Test loss", "loss", "test", False),
+    ("Membership attack AUC (loss threshold)", "mia_auc", None, False),
+    ("MIA-efficacy", "mia_efficacy", None, True),
+)
+# (label, key in the evaluation, shown as percent)
+COMPARISONS = (
+    ("Prediction agreement with the retrained model on the forget set", "agreement", True),
+    ("Forget quality: KS-test p-value, forget losses vs the retrained model's", "ks_pvalue", False),
+    ("Tug-of-war score (1 = matches retraining)", "tug_of_war", False),
+    ("Avg. Gap to retraining (percentage points)", "avg_gap", False),
+)
+DEFINITIONS = (
+    ("Forget / retain / test accuracy", "Fraction of samples classified correctly in the forget set, the kept "
+     "training data and held-out data. The target is the retrained model's value, not zero."),
+    ("Retrain reference", "The same model trained from scratch on the retain data only: exact unlearning, "
+     "the gold standard every number is compared with."),
+    ("Membership attack AUC", "How well a loss threshold separates forget samples from unseen test samples "
+     "(Yeom et al. 2018). 0.5: indistinguishable; far above: still remembered; far below: over-forgotten."),
+    ("MIA-efficacy", "Share of forget samples an attack trained on retain-vs-test losses and entropies calls "
+     "unseen (SalUn, Fan et al. 2024)."),
+    ("UA, RA, TA, Avg. Gap", "100 − forget accuracy, retain and test accuracy, and the mean absolute "
+     "difference of these and MIA-efficacy to the retrained model, in points (SalUn, Fan et al. 2024)."),
+    ("Tug-of-war", "(1 − |ΔA_forget|)(1 − |ΔA_retain|)(1 − |ΔA_test|), accuracy differences to the retrained "
+     "model (RUM, Zhao et al. 2024)."),
+    ("Forget quality (KS p-value)", "Kolmogorov–Smirnov test between forget-set losses of this model and of "
+     "the retrained model; high means alike (TOFU, Maini et al. 2024)."),
+    ("κ, cos θ_rf", "Hardness: the dot product of the retain and forget loss gradients, and its cosine. "
+     "Positive: forgetting drags retain utility with it (HAMU, Chen et al. ICML 2026)."),
+    ("κ2, margin, branch", "κ2 is the threshold above which no step inside the radius gains the constraint B "
+     "without raising the retain loss; margin = κ2 − κ; the branch is the closed-form case the HAMU step took "
+     "(HAMU, Chen et al. ICML 2026)."),
+)
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:70rem;margin:2rem auto;
+padding:0 1rem;color:#1d232a;line-height:1.45}
+h1{margin-bottom:.2rem}h2{border-bottom:1px solid #d0d7de;padding-bottom:.2rem;margin-top:2rem}
+.muted{color:#57606a}table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
+th,td{border:1px solid #d0d7de;padding:.25rem .6rem;text-align:left;vertical-align:top}th{background:#f6f8fa}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.finding{margin:.4rem 0;padding:.5rem .8rem;border-left:.4rem solid #8c959f;background:#f6f8fa}
+.finding.green{border-color:#1a7f37}.finding.amber{border-color:#bf8700}.finding.red{border-color:#cf222e}
+.status{font-weight:600;text-transform:uppercase;font-size:.8rem;margin-left:.4rem}figure{margin:1rem 0}
+figcaption{font-weight:600;margin-bottom:.3rem}dt{font-weight:600;margin-top:.5rem}
+"""
+
+
+def json_safe(value):
+    """``value`` as plain JSON types: NaN and ±Inf become None, numpy scalars and arrays Python ones."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def _fmt(value, percent: bool = False) -> str:
+    """One cell: numbers to 4 significant digits (or a percentage), missing as an em dash, escaped."""
+    if value is None or (isinstance(value, (float, np.floating)) and not math.isfinite(value)):
+        return "—"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{100 * value:.1f}%" if percent else f"{value:.4g}"
+    if isinstance(value, (Mapping, list, tuple)):
+        return escape(json.dumps(json_safe(value)))
+    return escape(str(value))
+
+
+def _cell(value, percent: bool = False) -> str:
+    """One ``<td>``: numbers right-aligned."""
+    numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    return f'<td class="num">{_fmt(value, percent)}</td>' if numeric else f"<td>{_fmt(value, percent)}</td>"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """An HTML table from a header of plain strings and rows of ``_cell`` outputs."""
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _key_value_table(values: Mapping) -> str:
+    return _table(["Setting", "Value"], [[_cell(str(k)), _cell(v)] for k, v in values.items()])
+
+
+def _scored(scores: Mapping | None, key: str, sub: str | None):
+    value = None if scores is None else scores.get(key)
+    return value.get(sub) if isinstance(value, Mapping) else value
+
+
+@dataclass(frozen=True, eq=False)
+class Report:
+    """One run's report; build it with ``build_report``. Fields hold the caller's data as given."""
+
+    title: str
+    created: str  # ISO 8601 timestamp, UTC
+    settings: dict  # the rule's and run's settings
+    dataset: dict  # name, kind, sizes, provenance
+    forget: dict  # size, class mix, ids
+    history: list[dict]  # StepRecord.to_dict() per step, in order
+    evaluation: dict | None  # Evaluation.to_dict(), or None when the run was not evaluated
+    verdict: dict | None  # finding name → {"question", "status", "sentence"} or a plain sentence
+    figures_html: dict[str, str] = field(default_factory=dict)  # caption → ready HTML fragment
+    plotlyjs: str | None = None  # plotly.js source, inlined once when the fragments need it
+
+    def to_dict(self) -> dict:
+        """Settings, summaries, metrics and history as JSON-safe data (no figures)."""
+        return json_safe({
+            "title": self.title, "created": self.created, "settings": self.settings, "dataset": self.dataset,
+            "forget": self.forget, "evaluation": self.evaluation, "verdict": self.verdict, "history": self.history,
+        })
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False, ensure_ascii=False)
+
+    def history_csv(self) -> str:
+        """One row per step; nested fields (cos_per_tensor, branch_counts, info) as ``outer.inner`` columns."""
+        return pd.json_normalize(self.history, sep=".").to_csv(index=False)
+
+    def to_html(self) -> str:
+        """The whole report as one self-contained HTML page."""
+        script = f"<script>{self.plotlyjs}</script>" if self.plotlyjs and self.figures_html else ""
+        sections = "".join(f'<section id="{name}">{body}</section>' for name, body in (
+            ("verdict", self._verdict_html()), ("numbers", self._numbers_html()), ("charts", self._charts_html()),
+            ("settings", self._settings_html()), ("forget", self._forget_html()),
+            ("history", self._history_html()), ("definitions", self._definitions_html()),
+        ) if body)
+        dataset = escape(str(self.dataset.get("name", "unnamed dataset")))
+        return (
+            '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>{escape(self.title)}</title><style>{CSS}</style>{script}</head><body>"
+            f"<h1>{escape(self.title)}</h1>"
+            f'<p class="muted">Created {escape(self.created)} · dataset {dataset} · '
+            f"{len(self.history)} unlearning steps</p>{sections}</body></html>"
+        )
+
+    def _verdict_html(self) -> str:
+        if not self.verdict:
+            return "<h2>Verdict</h2><p>No verdict: this run has not been evaluated.</p>"
+        items = []
+        for name, finding in self.verdict.items():
+            if isinstance(finding, Mapping):
+                question = finding.get("question", str(name).replace("_", " ").capitalize())
+                status, sentence = str(finding.get("status", "")), finding.get("sentence", "")
+            else:
+                question, status, sentence = str(name).replace("_", " ").capitalize(), "", finding
+            badge = f'<span class="status">{escape(status)}</span>' if status else ""
+            items.append(f'<div class="finding {escape(status)}"><strong>{escape(str(question))}</strong>'
+                         f"{badge}<br>{escape(str(sentence))}</div>")
+        return "<h2>Verdict</h2>" + "".join(items)
+
+    def _numbers_html(self) -> str:
+        if not self.evaluation:
+            return "<h2>Key numbers</h2><p>No evaluation was recorded for this run.</p>"
+        ev = self.evaluation
+        models = [(name, ev.get(key)) for name, key in (("Original", "original"), ("This model", "current"),
+                                                        ("Retrain reference", "retrain")) if ev.get(key)]
+        header = ["Metric", *(name for name, _ in models), "Gap to retrain"]
+        rows = []
+        for label, key, sub, percent in KEY_NUMBERS:
+            current, retrain = _scored(ev.get("current"), key, sub), _scored(ev.get("retrain"), key, sub)
+            gap = current - retrain if isinstance(current, (int, float)) and isinstance(retrain, (int, float)) else None
+            gap_text = "—" if gap is None or not math.isfinite(gap) else (
+                f"{100 * gap:+.1f} pts" if percent else f"{gap:+.4g}")
+            rows.append([_cell(label), *(_cell(_scored(s, key, sub), percent) for _, s in models),
+                         f'<td class="num">{gap_text}</td>'])
+        extra = [[_cell(label), _cell(ev.get(key), percent)] for label, key, percent in COMPARISONS if key in ev]
+        sizes = ev.get("sizes") or {}
+        size_line = ", ".join(f"{escape(str(k))} {_fmt(v)}" for k, v in sizes.items())
+        out = "<h2>Key numbers</h2>" + (f'<p class="muted">Samples: {size_line}</p>' if size_line else "")
+        out += _table(header, rows) + (_table(["Comparison with retraining", "Value"], extra) if extra else "")
+        classes = ev.get("class_accuracy") or []
+        if classes:
+            columns = list(classes[0])
+            percent = {"original", "current", "retrain"}
+            out += "<h3>Class-wise accuracy</h3>" + _table(
+                columns, [[_cell(r.get(c), c in percent) for c in columns] for r in classes])
+        return out
+
+    def _charts_html(self) -> str:
+        if not self.figures_html:
+            return ""
+        figures = "".join(f"<figure><figcaption>{escape(str(caption))}</figcaption>{fragment}</figure>"
+                          for caption, fragment in self.figures_html.items())
+        return "<h2>Charts</h2>" + figures
+
+    def _settings_html(self) -> str:
+        return ("<h2>Settings</h2>" + _key_value_table(self.settings)
+                + "<h3>Dataset</h3>" + _key_value_table(self.dataset))
+
+    def _forget_html(self) -> str:
+        ids = list(self.forget.get("ids", []))
+        size = self.forget.get("size", len(ids))
+        out = f"<h2>Forget set</h2><p>{_fmt(size)} samples.</p>"
+        mix = self.forget.get("class_mix") or {}
+        if mix:
+            out += _table(["Class", "Samples"], [[_cell(str(k)), _cell(v)] for k, v in mix.items()])
+        if ids:
+            hidden = len(ids) - IDS_PREVIEW
+            more = f" … and {hidden} more (all ids are in the JSON export)" if hidden > 0 else ""
+            out += f"<p>Sample ids: {', '.join(_fmt(i) for i in ids[:IDS_PREVIEW])}{escape(more)}</p>"
+        rest = {k: v for k, v in self.forget.items() if k not in ("ids", "size", "class_mix")}
+        return out + (_key_value_table(rest) if rest else "")
+
+    def _history_html(self) -> str:
+        if not self.history:
+            return "<h2>Run history</h2><p>No steps were taken.</p>"
+        frame = pd.DataFrame(self.history)
+        columns = [c for c in HISTORY_COLUMNS if c in frame.columns]
+        shown = frame if len(frame) <= 2 * HISTORY_PREVIEW else pd.concat(
+            [frame.head(HISTORY_PREVIEW), frame.tail(HISTORY_PREVIEW)])
+        rows = [[_cell(v) for v in row] for row in shown[columns].itertuples(index=False)]
+        note = f"First and last {HISTORY_PREVIEW} of {len(frame)} steps; the CSV export has every step." \
+            if len(frame) > 2 * HISTORY_PREVIEW else f"All {len(frame)} steps."
+        return f"<h2>Run history</h2><p class=\"muted\">{note}</p>" + _table(columns, rows)
+
+    def _definitions_html(self) -> str:
+        items = "".join(f"<dt>{escape(term)}</dt><dd>{escape(text)}</dd>" for term, text in DEFINITIONS)
+        return f"<h2>Definitions</h2><dl>{items}</dl>"
+
+
+def build_report(
+    *,
+    settings: dict,
+    dataset: dict,
+    forget: dict,
+    history: list[dict],
+    evaluation: dict | None = None,
+    verdict: dict | None = None,
+    figures_html: Mapping[str, str] | None = None,
+    plotlyjs: str | None = None,
+    title: str = TITLE,
+    created: datetime | None = None,
+) -> Report:
+    """Check and copy the run's plain data into a ``Report``.
+
+    ``history`` holds ``StepRecord.to_dict()`` rows; ``evaluation`` is ``Evaluation.to_dict()``;
+    ``verdict`` maps each finding to ``{"question", "status", "sentence"}`` (``dataclasses.asdict``
+    of ``metrics.verdict``) or to a plain sentence. ``figures_html`` are trusted fragments made
+    by the caller (e.g. plotly's ``to_html(full_html=False, include_plotlyjs=False)``) and
+    ``plotlyjs`` the plotly.js source they need, inlined once. ``created`` defaults to now (UTC).
+    """
+    optional = {"evaluation": evaluation, "verdict": verdict}
+    for name, value in (("settings", settings), ("dataset", dataset), ("forget", forget),
+                        *((k, {} if v is None else v) for k, v in optional.items())):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{name} must be a dict, got {type(value).__name__}")
+    if not isinstance(history, list) or not all(isinstance(r, Mapping) and "step" in r for r in history):
+        raise ValueError("history must be a list of StepRecord dicts, each with a 'step'")
+    figures = dict(figures_html or {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in figures.items()):
+        raise ValueError("figures_html must map captions to HTML strings")
+    stamp = (created or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+    return Report(
+        title=title, created=stamp, settings=copy.deepcopy(dict(settings)), dataset=copy.deepcopy(dict(dataset)),
+        forget=copy.deepcopy(dict(forget)), history=copy.deepcopy(history),
+        evaluation=copy.deepcopy(dict(evaluation)) if evaluation is not None else None,
+        verdict=copy.deepcopy(dict(verdict)) if verdict is not None else None,
+        figures_html=figures, plotlyjs=plotlyjs,
+    )

@@ -1,0 +1,211 @@
+"""build_report: JSON that round-trips with NaN as null, one CSV row per step, and an HTML page
+that is self-contained, parses, escapes what users typed and states the verdict in words.
+
+The data come from a real run: a small MLP trained on digits, a retrain reference, five
+HAMU-Q steps forgetting one class, and ``metrics.evaluate`` / ``metrics.verdict``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict
+from datetime import datetime, timezone
+from html.parser import HTMLParser
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+from plotly.offline import get_plotlyjs
+
+from hamu_core.builtin_data import load_digits_data
+from hamu_core.methods import make_rule
+from hamu_core.metrics import evaluate, verdict
+from hamu_core.models import ModelConfig
+from hamu_core.report import DEFINITIONS, build_report
+from hamu_core.selection import describe_selection, select_class
+from hamu_core.training import TrainConfig, retain_ids, train_model
+from hamu_core.unlearner import UnlearningRun
+
+STEPS = 5
+HOSTILE = '<script>alert("x")</script> & "digits" <b>'
+
+
+@pytest.fixture(scope="module")
+def run_data():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # two shared cores: one thread avoids oversubscription stalls
+    data = load_digits_data()
+    forget_ids = select_class(data, 3)
+    config, train = ModelConfig(arch="mlp", hidden=(32,)), TrainConfig(epochs=4, lr=1e-2)
+    original = train_model(data, data.train_ids, config, train)
+    retrain = train_model(data, retain_ids(data, forget_ids), config, train)
+    rule = make_rule("hamu-q", lr=0.05, constraint=0.02)
+    run = UnlearningRun(rule, model=original, retain=data.tensors(retain_ids(data, forget_ids)),
+                        forget=data.tensors(forget_ids), seed=0, retain_batch_size=128)
+    run.run(STEPS)
+    evaluation = evaluate(run.model_, data, forget_ids, retrain=retrain, original=original, n_boot=20)
+    summary = describe_selection(data, forget_ids)
+    yield {
+        "settings": {**rule.settings(), "seed": 0, "retain_batch_size": 128, "upload": HOSTILE},
+        "dataset": {"name": HOSTILE, "kind": data.kind, "samples": len(data.ids), "meta": data.meta},
+        "forget": {"size": summary.size, "class_mix": summary.class_mix, "ids": forget_ids},
+        "history": [r.to_dict() for r in run.history_],
+        "evaluation": evaluation.to_dict(),
+        "verdict": asdict(verdict(evaluation)),
+    }
+    torch.set_num_threads(threads)
+
+
+def make(run_data, **overrides):
+    return build_report(**{**run_data, "created": datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), **overrides})
+
+
+class Collector(HTMLParser):
+    """Every tag with its attributes, the visible text outside <script> and <style>, and the
+    text of each <section id=...>."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tags, self.text, self.stack, self.sections = [], [], [], {}
+        self.section = None
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self.stack.append(tag)
+        if tag == "section":
+            self.section = dict(attrs).get("id")
+            self.sections[self.section] = []
+
+    def handle_endtag(self, tag):
+        if self.stack and self.stack[-1] == tag:
+            self.stack.pop()
+        if tag == "section":
+            self.section = None
+
+    def handle_data(self, data):
+        if not (self.stack and self.stack[-1] in ("script", "style")):
+            self.text.append(data)
+            if self.section:
+                self.sections[self.section].append(data)
+
+
+def parse(html: str) -> Collector:
+    parser = Collector()
+    parser.feed(html)
+    parser.close()
+    return parser
+
+
+def test_json_round_trips_with_nan_as_null(run_data):
+    history = [dict(r) for r in run_data["history"]]
+    history[0] = {**history[0], "kappa2": math.nan, "margin": math.inf}
+    report = make(run_data, history=history)
+    loaded = json.loads(report.to_json())  # allow_nan=False inside: a NaN left over would raise
+    assert loaded["history"][0]["kappa2"] is None and loaded["history"][0]["margin"] is None
+    assert loaded["history"][1]["step"] == 2 and len(loaded["history"]) == STEPS
+    assert loaded["settings"]["method"] == "hamu-q" and loaded["settings"]["constraint"] == 0.02
+    assert loaded["forget"]["ids"] == [int(i) for i in run_data["forget"]["ids"]]
+    assert loaded["evaluation"]["current"]["accuracy"]["forget"] == pytest.approx(
+        run_data["evaluation"]["current"]["accuracy"]["forget"])
+    assert loaded["verdict"]["forgotten"]["sentence"] == run_data["verdict"]["forgotten"]["sentence"]
+    assert loaded["created"] == "2026-01-02T03:04:05+00:00"
+    assert "NaN" not in report.to_json() and "Infinity" not in report.to_json()
+
+
+def test_csv_has_one_row_per_step_with_flattened_columns(run_data):
+    report = make(run_data)
+    rows = list(csv.DictReader(io.StringIO(report.history_csv())))
+    assert [int(r["step"]) for r in rows] == list(range(1, STEPS + 1))
+    names = list(run_data["history"][0]["cos_per_tensor"])
+    for name in names:
+        column = f"cos_per_tensor.{name}"
+        expected = [h["cos_per_tensor"][name] for h in run_data["history"]]
+        assert [float(r[column]) for r in rows] == pytest.approx(expected)
+    assert [float(r["kappa"]) for r in rows] == pytest.approx([h["kappa"] for h in run_data["history"]])
+
+
+def test_html_is_self_contained_and_parses(run_data):
+    fig = go.Figure(go.Scatter(x=[0, 1, 2], y=[0.1, 0.3, 0.2]))
+    fragment = fig.to_html(full_html=False, include_plotlyjs=False)
+    html = make(run_data, figures_html={"Trade-off path": fragment}, plotlyjs=get_plotlyjs()).to_html()
+    parsed = parse(html)
+    for tag, attrs in parsed.tags:
+        for name in ("src", "href", "action", "data"):
+            value = (attrs.get(name) or "").strip().lower()
+            assert not value.startswith(("http:", "https:", "//")), (tag, attrs)
+        assert tag != "link"
+    assert 'src="http' not in html.split("<script>", 1)[0] and 'href="http' not in html.split("<script>", 1)[0]
+    assert html.count(get_plotlyjs()) == 1
+    assert sum(1 for tag, _ in parsed.tags if tag == "script") == 2  # plotly.js once + the figure's call
+    assert "Trade-off path" in "".join(parsed.text)
+
+
+def test_html_states_the_verdict_numbers_and_definitions(run_data):
+    text = " ".join(parse(make(run_data).to_html()).text)
+    for finding in run_data["verdict"].values():
+        assert finding["sentence"] in text
+        assert finding["question"] in text
+    ev = run_data["evaluation"]
+    assert f"{100 * ev['current']['accuracy']['forget']:.1f}%" in text
+    assert f"{100 * ev['retrain']['accuracy']['forget']:.1f}%" in text
+    assert "Retrain reference" in text and "Gap to retrain" in text
+    for term, _ in DEFINITIONS:
+        assert term in text
+    for source in ("Fan et al. 2024", "Zhao et al. 2024", "Maini et al. 2024", "Yeom et al. 2018",
+                   "Chen et al. ICML 2026"):
+        assert source in text
+    assert f"{run_data['forget']['size']} samples" in text
+    assert "2026-01-02T03:04:05+00:00" in text
+
+
+def test_html_escapes_user_strings(run_data):
+    html = make(run_data).to_html()
+    parsed = parse(html)
+    assert "script" not in [tag for tag, _ in parsed.tags]
+    assert "b" not in [tag for tag, _ in parsed.tags]
+    assert HOSTILE in " ".join(parsed.text)  # shown as text, not markup
+    assert html.count("&lt;script&gt;") >= 2  # dataset name and the uploaded file setting
+
+
+def test_history_table_shows_first_and_last_rows(run_data):
+    long = [{**run_data["history"][0], "step": k} for k in range(1, 31)]
+    history = parse(make(run_data, history=long).to_html()).sections["history"]
+    assert "First and last 5 of 30 steps; the CSV export has every step." in history
+    shown = [int(t) for t in history if t.isdigit()]
+    assert shown == [1, 2, 3, 4, 5, 26, 27, 28, 29, 30]
+
+
+def test_report_without_evaluation_says_so(run_data):
+    report = make(run_data, evaluation=None, verdict=None, history=[])
+    text = " ".join(parse(report.to_html()).text)
+    assert "has not been evaluated" in text and "No evaluation was recorded" in text and "No steps" in text
+    assert json.loads(report.to_json())["evaluation"] is None
+    assert report.history_csv().strip() == ""
+
+
+def test_report_copies_its_inputs(run_data):
+    settings = dict(run_data["settings"])
+    report = make(run_data, settings=settings)
+    settings["constraint"] = 99.0
+    assert report.settings["constraint"] == 0.02
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("settings", [1, 2], "settings"),
+    ("history", [{"no_step": 1}], "history"),
+    ("evaluation", "bad", "evaluation"),
+    ("figures_html", {"chart": 3}, "figures_html"),
+])
+def test_bad_inputs_name_the_field(run_data, field, value, match):
+    with pytest.raises(ValueError, match=match):
+        make(run_data, **{field: value})
+
+
+def test_json_safe_handles_numpy(run_data):
+    forget = {**run_data["forget"], "weights": np.array([1.5, np.nan]), "flag": np.bool_(True)}
+    loaded = json.loads(make(run_data, forget=forget).to_json())
+    assert loaded["forget"]["weights"] == [1.5, None] and loaded["forget"]["flag"] is True
