@@ -1,0 +1,175 @@
+"""Every process-wide cache of the Studio, in one file.
+
+Only pure, argument-keyed work is cached, and nothing a cache returns is ever changed: a
+cached base model is read by every session, and a run deep-copies it before stepping.
+Arguments whose names start with ``_`` are not hashed by Streamlit; each such function
+therefore also takes the short string keys (data source, model fingerprint, forget-set
+hash) that decide its result. Caches are shared by every session and every ``AppTest``
+in the process, so nothing may depend on a cache being cold.
+
+Trained models are kept in a small store rather than behind ``st.cache_resource``
+directly: training reports progress to a bar the page drew, and an element updated from
+inside a cached function would be replayed on a later cache hit, where that bar does not
+exist. Weights are also cached on disk by ``hamu_core.checkpoint``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from torch import nn
+
+from hamu_core import gradients as G
+from hamu_core.builtin_data import BUILTIN_DATASETS, available_datasets
+from hamu_core.checkpoint import cached_train, ids_hash
+from hamu_core.data import LabelledData
+from hamu_core.embedding import embed, nearest_retain_neighbours, warm_umap
+from hamu_core.hardness import overall_cosine, per_sample_hardness
+from hamu_core.metrics import sample_outputs
+from hamu_core.models import ModelConfig, model_fingerprint
+from hamu_core.training import Progress, TrainConfig
+from hamu_core.uploads import load_upload
+from hamu_ui.session import Upload, measure, measured_splits
+
+EMBED_MAX_POINTS = {"pca": 10_000, "tsne": 2_000, "umap": 5_000}  # a seeded subset beyond this
+HARDNESS_MAX_POINTS = 5_000  # samples scored for hardness, and behind g_r (a seeded subset beyond this)
+MODEL_STORE_SIZE = 24  # trained models kept in memory (one original, one retrain per forget set)
+
+
+@st.cache_data(show_spinner=False, ttl=600)
+def dataset_availability() -> dict[str, str | None]:
+    """Built-in dataset name → None when loadable here, else the reason (checked without loading)."""
+    return available_datasets()
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def builtin_dataset(name: str) -> LabelledData:
+    return BUILTIN_DATASETS[name]()
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def uploaded_dataset(digest: str, _upload: Upload) -> LabelledData:
+    """The parsed upload (``digest`` names its content); raises DataError, which is never cached."""
+    return load_upload(_upload.content, _upload.name)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainedModel:
+    """A read-only trained model and the fingerprint of its weights (the key of every later cache)."""
+
+    model: nn.Module
+    key: str
+
+
+class _ModelStore:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.models: OrderedDict[tuple, TrainedModel] = OrderedDict()
+
+
+@st.cache_resource(show_spinner=False)
+def _model_store() -> _ModelStore:
+    return _ModelStore()
+
+
+def _model_key(source: str, model_config: ModelConfig, train_config: TrainConfig, role: str,
+               forget_ids: np.ndarray | None) -> tuple:
+    return source, role, model_config, train_config, ids_hash(forget_ids) if role == "retrain" else ""
+
+
+def is_trained(source: str, model_config: ModelConfig, train_config: TrainConfig) -> bool:
+    """Whether the original model for this data and recipe is in memory (never trains)."""
+    store = _model_store()
+    with store.lock:
+        return _model_key(source, model_config, train_config, "original", None) in store.models
+
+
+def trained_model(source: str, data: LabelledData, model_config: ModelConfig, train_config: TrainConfig,
+                  role: str, forget_ids: np.ndarray | None = None, progress: Progress | None = None) -> TrainedModel:
+    """The ``role`` model ("original" or "retrain" on the retain set), trained once per process.
+
+    ``progress`` is only called when the model is not in memory yet.
+    """
+    key = _model_key(source, model_config, train_config, role, forget_ids)
+    store = _model_store()
+    with store.lock:
+        found = store.models.get(key)
+    if found is not None:
+        return found
+    # cached_train validates a forget set for both roles; the original's key ignores it.
+    ids = forget_ids if role == "retrain" else data.train_ids[:1]
+    model = cached_train(data, ids, model_config, train_config, role, progress)
+    found = TrainedModel(model, model_fingerprint(model))
+    with store.lock:
+        store.models[key] = found
+        while len(store.models) > MODEL_STORE_SIZE:
+            store.models.popitem(last=False)
+    return found
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def embedding(source: str, model_key: str, method: str, seed: int, _data: LabelledData,
+              _model: nn.Module) -> pd.DataFrame:
+    """The 2-D map of the model's features (columns id, x, y, label, class_name, split)."""
+    if method == "umap":
+        warm_umap()
+    return embed(_model, _data, method=method, seed=seed, max_points=EMBED_MAX_POINTS[method])
+
+
+@dataclass(frozen=True)
+class Hardness:
+    """Hardness of training samples against the current retain gradient g_r (HAMU_SPEC, Notation)."""
+
+    samples: pd.DataFrame  # columns id, kappa, cos: every scored training sample
+    kappa: float  # aggregate κ = g_r·g_f of the forget set (NaN without one)
+    cos: float  # its angle form cos θ_rf (NaN without a forget set)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def hardness(source: str, model_key: str, forget_key: str, seed: int, _data: LabelledData,
+             _model: nn.Module, _forget_ids: np.ndarray) -> Hardness:
+    """κ_i and cos θ_i of training samples against the gradient g_r of the retain set (train minus forget).
+
+    Scoring every training sample, not only the forget set, lets the embedding show which
+    samples would be hard to forget and lets "hardest k" choose among them.
+    """
+    rng = np.random.default_rng(seed)
+    retain, scored = np.setdiff1d(_data.train_ids, _forget_ids), _data.train_ids
+    if len(retain) > HARDNESS_MAX_POINTS:
+        retain = np.sort(rng.choice(retain, HARDNESS_MAX_POINTS, replace=False))
+    if len(scored) > HARDNESS_MAX_POINTS:
+        scored = np.sort(rng.choice(scored, HARDNESS_MAX_POINTS, replace=False))
+    _, g_retain = G.loss_and_gradients(_model, *_data.tensors(retain))
+    result = per_sample_hardness(_model, *_data.tensors(scored), g_retain)
+    samples = pd.DataFrame({"id": scored, "kappa": result.kappa.numpy(), "cos": result.cos.numpy()})
+    if len(_forget_ids) == 0:
+        return Hardness(samples, float("nan"), float("nan"))
+    x_forget, y_forget = _data.tensors(_forget_ids)
+    aggregate = per_sample_hardness(_model, x_forget, y_forget, g_retain, with_cos=False).aggregate_kappa
+    _, g_forget = G.loss_and_gradients(_model, x_forget, y_forget)
+    return Hardness(samples, aggregate, overall_cosine(g_retain, g_forget))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def retain_neighbours(source: str, model_key: str, forget_key: str, k: int, _data: LabelledData,
+                      _model: nn.Module, _forget_ids: np.ndarray) -> pd.DataFrame:
+    """Each forget sample's ``k`` most similar retain samples in the model's feature space."""
+    return nearest_retain_neighbours(_model, _data, _forget_ids, k=k)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def model_point(source: str, model_key: str, forget_key: str, seed: int, _data: LabelledData,
+                _model: nn.Module, _forget_ids: np.ndarray) -> dict[str, float]:
+    """Accuracy and loss of a model on the same measured splits a live run uses (its reference line)."""
+    return measure(_model, measured_splits(_data, _forget_ids, seed))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def test_accuracy(source: str, model_key: str, _data: LabelledData, _model: nn.Module) -> float:
+    """A model's accuracy on the held-out test split."""
+    return sample_outputs(_model, _data, _data.test_ids).accuracy

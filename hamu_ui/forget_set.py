@@ -1,0 +1,105 @@
+"""The Forget set page's pieces: applying chart selections and the rule-based selection tools.
+
+A chart selection is read from ``st.session_state`` before the chart is drawn, so the
+chart a user sees already includes what they just selected. Every selection rule either
+replaces the forget set or adds to it; a rule that cannot be applied says why in an
+``st.error`` and leaves the forget set as it was.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from hamu_core.data import LabelledData
+from hamu_core.selection import select_class, select_hardest, select_ids, select_random, select_rho_mix
+from hamu_ui import cache
+from hamu_ui.figures import selected_ids
+from hamu_ui.session import StudioSession
+
+CHART_KEY = "forget.chart"
+
+
+def apply_chart_selection(session: StudioSession, data: LabelledData, action: str) -> int | None:
+    """Apply the embedding chart's selection once (add, remove or just look); returns the first selected id.
+
+    Read from ``st.session_state`` before the chart is drawn, so the chart already shows
+    the new forget set. A selection is applied once: the same event seen again is ignored,
+    and an empty selection re-arms it. Test samples are never forgotten and are skipped.
+    """
+    ids = selected_ids(st.session_state.get(CHART_KEY))
+    if len(ids) == 0:
+        session.applied_selection = ()
+        return None
+    signature = (action, tuple(ids))
+    if signature != session.applied_selection:
+        session.applied_selection = signature
+        trainable = ids[np.isin(ids, data.train_ids)]
+        if action == "add":
+            session.set_forget(np.union1d(session.forget_ids, trainable))
+        elif action == "remove":
+            session.set_forget(np.setdiff1d(session.forget_ids, trainable))
+    return int(ids[0])
+
+
+def hover_text(data: LabelledData, frame: pd.DataFrame) -> pd.Series | None:
+    """Hover lines showing each text sample's words (images and tables use the default hover)."""
+    if data.texts is None:
+        return None
+    texts = np.asarray(data.texts, dtype=object)[data.rows(frame["id"].to_numpy())]
+    return ("id " + frame["id"].astype(str) + " · " + frame["class_name"].astype(str) + "<br>"
+            + [t[:90] + ("…" if len(t) > 90 else "") for t in texts])
+
+
+def selection_tools(session: StudioSession, data: LabelledData, hardness: cache.Hardness) -> None:
+    """Rule-based ways to choose the forget set; each either replaces it or adds to it."""
+    by_class, random, mix, hardest, listed = st.tabs(["Class", "Random", "ρ-mix", "Hardest k", "Ids"])
+    with by_class:
+        cls = st.selectbox("Class", data.classes, key="forget.class")
+        _use(session, "class", lambda: select_class(data, cls))
+    with random:
+        fraction = st.slider("Fraction of the training set", 0.01, 0.5, 0.05, key="forget.fraction")
+        _use(session, "random", lambda: select_random(data, fraction, seed=session.seed))
+    with mix:
+        mix_class = st.selectbox("Class", data.classes, key="forget.mix_class")
+        rho = st.slider("ρ (share swapped for other classes: harder)", 0.0, 1.0, 0.5, 0.05, key="forget.rho")
+        _use(session, "mix", lambda: select_rho_mix(data, mix_class, rho, seed=session.seed))
+    with hardest:
+        candidates = hardness.samples[~hardness.samples["id"].isin(session.forget_ids)]
+        k = st.number_input("k", 1, max(1, len(candidates)), min(20, max(1, len(candidates))), key="forget.k",
+                            help="The k training samples whose gradients align most with the retain gradient.")
+        _use(session, "hardest", lambda: select_hardest(candidates.set_index("id")["cos"], int(k)))
+    with listed:
+        file = st.file_uploader("A CSV or text file of sample ids", type=["csv", "txt"], key="forget.ids_file")
+        typed = st.text_input("…or type ids", key="forget.ids_text", placeholder="e.g. 3, 17, 42")
+        source = file.getvalue().decode("utf-8", "replace") if file is not None else typed
+        _use(session, "ids", lambda: select_ids(data, parse_ids(source)))
+    if st.button("Clear the forget set", key="forget.clear", disabled=not len(session.forget_ids)):
+        session.set_forget([])
+        st.rerun()
+
+
+def parse_ids(text: str) -> np.ndarray:
+    """Integer ids from free text (commas, spaces, new lines; a header word is skipped); ValueError if none."""
+    tokens = [t for t in text.replace(",", " ").replace(";", " ").split() if t]
+    ids = [int(t) for t in tokens if t.lstrip("-").isdigit()]
+    if not ids:
+        raise ValueError("no sample ids found: give whole numbers separated by commas, spaces or new lines")
+    return np.asarray(ids, dtype=np.int64)
+
+
+def _use(session: StudioSession, name: str, choose) -> None:
+    """Two buttons, Replace and Add, applying a selection rule; its ValueError is shown, the set kept."""
+    replace, add = st.columns(2)
+    pressed = [mode for mode, column in (("replace", replace), ("add", add))
+               if column.button(f"{mode.capitalize()} forget set", key=f"forget.{name}.{mode}")]
+    if not pressed:
+        return
+    try:
+        ids = choose()
+    except ValueError as err:
+        st.error(f"That selection cannot be made: {err}")
+        return
+    session.set_forget(ids if pressed[0] == "replace" else np.union1d(session.forget_ids, ids))
+    st.rerun()

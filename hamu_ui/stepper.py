@@ -1,0 +1,144 @@
+"""The Unlearn page's stepper panel: Step, Run N, Play/Pause, Undo, Reset, and the live charts.
+
+Buttons act through callbacks, so the panel drawn after a click already shows the new
+state (an enabled Undo, the new point on every chart). Callbacks cannot draw in place,
+so what they have to say goes through ``session.notify``. Everything here runs inside the
+page's ``st.fragment``: a click reruns only this panel.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from hamu_core.config import DEFAULTS
+from hamu_core.unlearner import StepRecord
+from hamu_ui.figures import hardness_diagram, kappa_figure, metric_curves, tradeoff_figure
+from hamu_ui.session import LiveRun, StudioSession
+from hamu_ui.widgets import Workspace
+
+GUARANTEE = {"hamu-q": "raise the forget loss", "hamu-u": "lower the retain loss"}
+PROTECTED = {"hamu-q": "retain", "hamu-u": "forget"}
+
+
+def explain(records: list[StepRecord], method: str) -> list[str]:
+    """Plain sentences for the steps just taken that were infeasible or could not avoid degradation."""
+    lines = []
+    infeasible = [r.step for r in records if not r.feasible]
+    if infeasible:
+        last = next(r for r in reversed(records) if not r.feasible)
+        lines.append(
+            f"{_steps(infeasible)} infeasible: no step within the radius could {GUARANTEE.get(method, 'meet')} by "
+            f"B = {last.constraint:g}, so HAMU took the shortest step that does, longer than the radius. "
+            "Early on this is normal: the model still fits the forget set, so its gradient is tiny.")
+    unavoidable = [r for r in records if r.degradation_unavoidable]
+    if unavoidable:
+        last = unavoidable[-1]
+        lines.append(
+            f"{_steps([r.step for r in unavoidable])} past the point of no free lunch: κ = {last.kappa:.3g} > "
+            f"κ2 = {last.kappa2:.3g}, so meeting the guarantee had to worsen the {PROTECTED.get(method, 'retain')} "
+            "loss (collateral forgetting). Consider stopping, or tick 'Stop when degradation becomes unavoidable'.")
+    return lines
+
+
+def _steps(numbers: list[int]) -> str:
+    if len(numbers) == 1:
+        return f"Step {numbers[0]} was"
+    return f"{len(numbers)} steps (the last: step {numbers[-1]}) were"
+
+
+def act(session: StudioSession, action: str, n: int = 1) -> None:
+    """Button callback: step, run, undo, reset or toggle play on the session's live run."""
+    live = session.live
+    if live is None:
+        return
+    if action == "play":
+        session.playing = not session.playing
+        return
+    if action == "undo":
+        if live.run.can_undo:
+            live.undo()
+        return
+    if action == "reset":
+        session.playing = False
+        live.reset()
+        return
+    done = len(live.history)
+    try:
+        stopped = live.step(n)
+    except (FloatingPointError, ValueError) as err:
+        session.playing = False
+        session.notify("error", f"The step failed and was undone: {err}")
+        return
+    for line in explain(live.history[done:], live.method):
+        session.notify("warning", line)
+    if stopped:
+        session.playing = False
+        session.notify("warning", f"Stopped: {stopped}. The weights were left as they were.")
+
+
+def buttons(session: StudioSession) -> None:
+    """The stepper's controls; each button's callback changes the live run before the panel redraws."""
+    live = session.live
+    cols = st.columns([1, 1.2, 1, 1, 1, 1])
+    n = cols[1].number_input("N", 1, 500, DEFAULTS.run_steps, key="unlearn.n", label_visibility="collapsed",
+                             help="Steps taken by Run N.")
+    cols[0].button("Step", key="unlearn.step", on_click=act, args=(session, "step"), type="primary",
+                   help="One unlearning step.", width="stretch")
+    cols[2].button(f"Run {n}", key="unlearn.run", on_click=act, args=(session, "step", int(n)),
+                   help="Take N steps now.", width="stretch")
+    cols[3].button("Pause" if session.playing else "Play", key="unlearn.play", on_click=act, args=(session, "play"),
+                   help=f"Keep stepping, {DEFAULTS.play_steps} steps every {DEFAULTS.play_interval_s:g} s.",
+                   width="stretch")
+    cols[4].button("Undo", key="unlearn.undo", on_click=act, args=(session, "undo"), disabled=not live.run.can_undo,
+                   help="Restore the weights before the last step.", width="stretch")
+    cols[5].button("Reset", key="unlearn.reset", on_click=act, args=(session, "reset"),
+                   disabled=not live.history, help="Back to the original model.", width="stretch")
+
+
+def scoreboard(frame: pd.DataFrame, reference: dict | None) -> None:
+    """Current accuracy per split, each next to the retrain reference's."""
+    last = frame.iloc[-1]
+    for column, split in zip(st.columns(3), ("forget", "retain", "test")):
+        value = last[f"{split}_acc"]
+        target = reference[f"{split}_acc"] if reference else math.nan
+        delta = f"{100 * (value - target):+.1f} points vs retrain ({target:.0%})" if reference else None
+        column.metric(f"{split.capitalize()} accuracy", f"{value:.1%}", delta=delta, delta_color="off")
+
+
+def charts(session: StudioSession, reference: dict | None) -> None:
+    """The live charts of the session's run, retrain reference included when known."""
+    live = session.live
+    frame = live.frame()
+    steps = frame[frame["step"] > 0]
+    scoreboard(frame, reference)
+    st.markdown(f"**Trade-off path: {len(steps)} points** · run `{live.run_id}` · "
+                f"{live.method.upper()} · {len(live.history)} steps")
+    ref_point = None
+    if reference is not None:
+        start = frame.iloc[0]
+        ref_point = (reference["retain_loss"] - start["retain_loss"], reference["forget_loss"] - start["forget_loss"])
+    left, right = st.columns(2)
+    left.plotly_chart(metric_curves(frame, reference), key="unlearn.curves")
+    right.plotly_chart(tradeoff_figure({live.method.upper(): steps}, ref_point), key="unlearn.tradeoff")
+    left, right = st.columns(2)
+    left.plotly_chart(kappa_figure(frame), key="unlearn.kappa")
+    if live.method.startswith("hamu"):
+        right.plotly_chart(hardness_diagram(frame, live.method), key="unlearn.diagram")
+    else:
+        right.info("The hardness diagram explains HAMU's steps; pick HAMU-Q or HAMU-U to see it.")
+
+
+def live_run(session: StudioSession, ws: Workspace) -> LiveRun | None:
+    """The session's run, rebuilt when the data, model, forget set, method or settings changed."""
+    key = session.run_key(ws.original.key)
+    if session.live is None or session.live.key != key:
+        try:
+            session.live = LiveRun(key, ws.data, ws.original.model, session.forget_ids, session.method,
+                                   session.method_settings(session.method), session.seed)
+        except ValueError as err:
+            st.error(f"A run cannot start with these settings: {err}")
+            return None
+    return session.live

@@ -1,0 +1,79 @@
+"""End to end in a real browser: choose digits, lasso a forget set, step five times.
+
+Waits are on what the app shows (Streamlit's running indicator gone, the app's own text
+present), never on sleeps. Each page is photographed into artifacts/screenshots/ and the
+current pictures are copied into assets/ for the README.
+"""
+
+import re
+import shutil
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+ROOT = Path(__file__).resolve().parents[2]
+
+STEPS = 5
+
+
+def settled(page: Page) -> None:
+    """Wait until Streamlit has finished running the script (its status widget is gone)."""
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
+
+
+def snapshot(page: Page, folder, name: str) -> None:
+    settled(page)
+    page.wait_for_function("() => [...document.images].every(image => image.complete)")
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path))
+    (ROOT / "assets").mkdir(exist_ok=True)
+    shutil.copyfile(path, ROOT / "assets" / f"screenshot-{name}.png")
+
+
+def lasso(page: Page, chart) -> None:
+    """Drag a closed polygon over the middle of a plotly chart (its default drag tool is the lasso)."""
+    box = chart.locator(".nsewdrag").first.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    w, h = box["width"], box["height"]
+    corners = [(cx - 0.3 * w, cy - 0.3 * h), (cx + 0.05 * w, cy - 0.35 * h), (cx + 0.1 * w, cy + 0.05 * h),
+               (cx - 0.1 * w, cy + 0.15 * h), (cx - 0.35 * w, cy + 0.05 * h)]
+    page.mouse.move(*corners[0])
+    page.mouse.down()
+    for x, y in corners[1:] + corners[:1]:
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+
+
+def test_lasso_then_step_five_times(page: Page, studio_url, screenshot_dir):
+    page.goto(studio_url)
+    expect(page.get_by_text("Original model ready")).to_be_visible()
+    page.get_by_test_id("stSelectbox").filter(has_text="Built-in dataset").click()
+    page.get_by_role("option", name="digits", exact=True).click()
+    expect(page.get_by_text("Original model ready")).to_be_visible()
+    snapshot(page, screenshot_dir, "setup")
+
+    page.get_by_role("link", name="Forget set").click()
+    expect(page.get_by_role("heading", name="Forget set: 0 samples")).to_be_visible()
+    chart = page.get_by_test_id("stPlotlyChart").first
+    expect(chart.locator(".nsewdrag").first).to_be_visible()
+    lasso(page, chart)
+    count = page.get_by_role("heading", name=re.compile(r"^Forget set: [1-9]\d* samples$"))
+    expect(count).to_be_visible()
+    forgotten = int(re.search(r"\d+", count.inner_text()).group())
+    expect(page.get_by_test_id("stSidebar").get_by_text(f"forget set: {forgotten} samples")).to_be_visible()
+    expect(page.get_by_role("heading", name="Nearest retain neighbours")).to_be_visible()
+    expect(page.get_by_test_id("stImage")).to_have_count(7)  # the selected sample, one forget sample, 5 neighbours
+    snapshot(page, screenshot_dir, "forget_set")
+
+    page.get_by_role("link", name="Unlearn").click()
+    expect(page.get_by_text("Trade-off path: 0 points")).to_be_visible()
+    step = page.get_by_role("button", name="Step", exact=True)
+    for k in range(1, STEPS + 1):
+        step.click()
+        expect(page.get_by_text(f"Trade-off path: {k} points")).to_be_visible()
+    page.get_by_role("heading", name="Unlearn").hover()  # move the pointer off the button: no tooltip
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    expect(page.get_by_role("tooltip")).to_have_count(0)
+    expect(page.get_by_test_id("stSidebar").get_by_text(f"HAMU-Q, {STEPS} steps")).to_be_visible()
+    expect(page.get_by_text(f"step {STEPS}", exact=True)).to_be_visible()  # the hardness diagram's latest step
+    snapshot(page, screenshot_dir, "unlearn")

@@ -1,0 +1,89 @@
+"""The session's live run and the stepper's explanations, exercised without a Streamlit run.
+
+A small untrained MLP on digits is enough: what is checked is bookkeeping (measurements
+stay aligned with the run's history through step, undo and reset) and that the numbers
+are the core's own.
+"""
+
+import numpy as np
+import pytest
+
+from hamu_core.builtin_data import load_digits_data
+from hamu_core.metrics import sample_outputs
+from hamu_core.models import ModelConfig, build_model
+from hamu_core.selection import select_class
+from hamu_ui.session import MEASURE_LIMIT, LiveRun, StudioSession, measured_splits
+from hamu_ui.stepper import explain
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits_data()
+
+
+@pytest.fixture(scope="module")
+def model(digits):
+    return build_model(ModelConfig(hidden=(16,)), digits.input_shape, digits.n_classes, seed=0)
+
+
+def test_live_run_keeps_measurements_in_step_with_history(digits, model):
+    forget = select_class(digits, 3)
+    live = LiveRun(("key",), digits, model, forget, "hamu-q", {"lr": 0.05, "constraint": 0.025}, seed=0)
+    assert live.step(3) is None
+    assert len(live.history) == 3 and len(live.points) == 4
+    frame = live.frame()
+    assert frame["step"].tolist() == [0, 1, 2, 3]
+    assert frame["forget_loss_gain"].iloc[0] == 0.0
+    assert frame["forget_loss_gain"].iloc[-1] == pytest.approx(frame["forget_loss"].iloc[-1] - frame["forget_loss"].iloc[0])
+    assert frame["forget_acc"].iloc[-1] == pytest.approx(sample_outputs(live.run.model_, digits, forget).accuracy)
+    live.undo()
+    assert len(live.points) == 3 and live.frame()["step"].tolist() == [0, 1, 2]
+    live.reset()
+    assert len(live.points) == 1 and not live.history
+
+
+def test_live_run_never_changes_the_model_it_was_given(digits, model):
+    before = [p.detach().clone() for p in model.parameters()]
+    LiveRun(("key",), digits, model, select_class(digits, 1), "ga", {"lr": 0.5}, seed=0).step(2)
+    assert all(np.array_equal(a, b.detach()) for a, b in zip(before, model.parameters()))
+
+
+def test_refused_step_reports_why_and_keeps_the_run(digits, model):
+    live = LiveRun(("key",), digits, model, select_class(digits, 2), "hamu-q",
+                   {"lr": 1e-6, "constraint": 1.0, "stop_on_infeasible": True}, seed=0)
+    reason = live.step(5)
+    assert reason is not None and "infeasible" in reason
+    assert not live.history and len(live.points) == 1
+
+
+def test_measured_splits_are_capped_and_seeded(digits):
+    forget = select_class(digits, 0)
+    probe = measured_splits(digits, forget, seed=0)
+    assert set(probe) == {"forget", "retain", "test"}
+    assert all(len(ids) <= MEASURE_LIMIT for ids, _, _ in probe.values())
+    assert np.array_equal(probe["forget"][0], forget)
+
+
+def test_session_forgets_dependent_state_when_its_inputs_change(digits, model):
+    a, b = (int(i) for i in digits.train_ids[:2])
+    session = StudioSession()
+    session.set_forget([b, a, a])
+    assert session.forget_ids.tolist() == [a, b]
+    session.live = LiveRun(("key",), digits, model, session.forget_ids, "ft", {}, seed=0)
+    session.set_forget([a, b])
+    assert session.live is not None
+    session.set_forget([a])
+    assert session.live is None
+    session.choose_dataset("mnist-5k")
+    assert session.forget_ids.size == 0 and session.data_source == "builtin:mnist-5k"
+    assert session.method_settings("hamu-q")["lr"] == 0.05
+    session.settings["hamu-q"] = {"lr": 0.1}
+    assert session.method_settings("hamu-q")["lr"] == 0.1 and session.method_settings("hamu-q")["constraint"] == 0.025
+
+
+def test_explain_names_infeasible_and_unavoidable_steps(digits, model):
+    live = LiveRun(("key",), digits, model, select_class(digits, 4), "hamu-q", {"lr": 1e-4, "constraint": 1.0}, seed=0)
+    live.step(2)
+    lines = explain(live.history, "hamu-q")
+    assert any("2 steps (the last: step 2) were infeasible" in line for line in lines)
+    assert explain([], "hamu-q") == []
