@@ -21,8 +21,10 @@ venv: $(STAMP)
 app: $(STAMP)
 	$(BIN)/streamlit run app.py
 
+# One OpenMP thread per test process (and its streamlit subprocesses): CI has two shared cores,
+# and oversubscribed threads made the suite several times slower. The app keeps the default.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest
 
 bench: $(STAMP)
 	for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

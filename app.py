@@ -11,4 +11,7 @@ st.navigation([
     st.Page("pages/1_Setup.py", title="Setup", icon=":material/home:", default=True),
     st.Page("pages/2_Forget_set.py", title="Forget set", icon=":material/target:", url_path="forget-set"),
     st.Page("pages/3_Unlearn.py", title="Unlearn", icon=":material/cleaning_services:", url_path="unlearn"),
+    st.Page("pages/4_Compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+    st.Page("pages/5_Inspect.py", title="Inspect", icon=":material/search_insights:", url_path="inspect"),
+    st.Page("pages/6_Report.py", title="Report", icon=":material/summarize:", url_path="report"),
 ]).run()

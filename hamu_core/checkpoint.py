@@ -124,10 +124,19 @@ def cached_train(
 ) -> nn.Module:
     """The ``role`` model ("original" or "retrain") from the disk cache, training and storing it if absent.
 
+    The original is trained on every training sample, so it needs no forget set:
+    ``forget_ids`` may be None for it (a given one is still validated). The retrain
+    reference needs a valid forget set.
+
     A cached file that cannot be loaded (corrupt, or from an older model layout) is
     replaced by a fresh training run rather than failing: the cache only saves time.
     """
-    ids = validate_forget_set(data, forget_ids)
+    if forget_ids is None:
+        if role != "original":
+            raise ValueError(f"forget_ids is None: the {role!r} model needs a forget set (only 'original' does not)")
+        ids = np.empty(0, dtype=np.int64)
+    else:
+        ids = validate_forget_set(data, forget_ids)
     folder = Path(cache_dir) if cache_dir is not None else data_dir() / "models"
     path = folder / f"{data.name.replace('/', '_')}-{role}-{cache_key(data, ids, model_config, train_config, role)}.pt"
     model = build_model(model_config, data.input_shape, data.n_classes, seed=train_config.seed)

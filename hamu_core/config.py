@@ -22,6 +22,16 @@ class 0 (the retrain reference scores 0% on the forgotten class, 98.5% / 99.3% o
 - Raising ρ (select_rho_mix on class 3, HAMU-Q defaults, 100 steps): mean κ 0.29, 0.80,
   0.92, 0.97, 0.95 and retain accuracy 98.0%, 96.1%, 93.0%, 83.8%, 53.0% for ρ = 0, 0.25,
   0.5, 0.75, 1: harder forget sets cost more.
+
+``bench/bench_demo_defaults.py`` re-measures both claims with these defaults. Its run on
+the shared 2-core machine (class 3, retrain reference 0% forget / 99.2% retain / 86.6% test
+on whole splits): forget accuracy 0% from step 17 on; after 100 steps retain 98.0% (1.2
+points below the reference), test 84.7%, 23 of 100 steps infeasible. Over ρ = 0 … 1 (three
+selection seeds each) mean κ 0.33, 0.83, 0.94, 0.97, 0.96, retain-loss change +0.02 …
++36, Spearman(κ̄, ρ) = 0.91 over 15 runs. Full-gradient mode with a fixed R = 0.05 and
+B = 0.01 avoids the infeasible steps (none in 100; forget 0% by step 50, retain 99.8%,
+test 86.6%) but forgets about three times slower; the lr-radius defaults stay, as they meet
+the goal and follow the paper's recipe.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ and a Streamlit server runs sessions in threads.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import threading
 
@@ -27,6 +26,7 @@ from sklearn.manifold import TSNE
 from torch import nn
 
 from hamu_core.data import LabelledData
+from hamu_core.models import eval_mode
 from hamu_core.selection import validate_forget_set
 
 METHODS = ("pca", "tsne", "umap")
@@ -35,24 +35,12 @@ MIN_POINTS = 5  # fewer points than this cannot be laid out meaningfully by t-SN
 _UMAP_LOCK = threading.Lock()
 
 
-@contextlib.contextmanager
-def evaluating(model: nn.Module):
-    """Eval mode and no gradients inside the block; the model's train/eval flag is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield model
-    finally:
-        model.train(was_training)
-
-
 def forward_batched(model: nn.Module, x: torch.Tensor, *, features: bool = False,
                     batch_size: int = BATCH_SIZE) -> torch.Tensor:
     """``model(x)`` (or ``model.features(x)``) in no-grad batches, so memory stays bounded."""
     device = next(model.parameters()).device
     fn = model.features if features else model
-    with evaluating(model):
+    with eval_mode(model), torch.no_grad():
         out = [fn(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(out) if out else torch.empty(0)
 
@@ -85,8 +73,12 @@ def _umap_fit(points: np.ndarray, seed: int, *, approximate: bool = False) -> np
 
     reducer = umap.UMAP(n_components=2, n_neighbors=min(15, len(points) - 1), random_state=seed, n_jobs=1,
                         force_approximation_algorithm=approximate)
+    threads = torch.get_num_threads()
     with _UMAP_LOCK:
-        return reducer.fit_transform(points).astype(np.float64)
+        try:
+            return reducer.fit_transform(points).astype(np.float64)
+        finally:
+            torch.set_num_threads(threads)  # numba's OpenMP layer resets the pool torch shares
 
 
 @functools.cache

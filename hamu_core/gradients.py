@@ -41,7 +41,7 @@ def loss_and_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tu
     _, params = trainable_parameters(model)
     loss = F.cross_entropy(model(x), y)
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"the loss is {float(loss)}; the step is refused and the weights are unchanged")
+        raise FloatingPointError(f"the loss is {float(loss.detach())}; the step is refused and the weights are unchanged")
     grads = torch.autograd.grad(loss, params)
     return float(loss.detach()), [g.detach() for g in grads]
 

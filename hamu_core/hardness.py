@@ -16,8 +16,7 @@ gradient matrix never exists in memory.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +25,7 @@ from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
 from hamu_core import gradients as G
+from hamu_core.models import eval_mode
 
 EPS = 1e-12  # below this a norm counts as zero and its cosine is reported as 0 (HAMU_SPEC's ε)
 
@@ -79,7 +79,7 @@ def per_sample_hardness(
         model, x_forget, y_forget, g_retain, chunk_size=chunk_size, jvp_chunk_size=jvp_chunk_size
     )
     theta = tuple(p.detach() for p in params)
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         kappa = _forward_kappa(model, names, theta, x_forget, y_forget, tuple(g_retain), jvp_chunk_size)
         if not with_cos:
             return SampleHardness(kappa, float(kappa.double().mean()))
@@ -104,7 +104,7 @@ def per_sample_hardness_loop(
     n = len(x_forget)
     kappa = torch.empty(n, dtype=params[0].dtype)
     squares = torch.empty(n, dtype=params[0].dtype)
-    with _eval_mode(model):
+    with eval_mode(model):
         for i in range(n):
             _, g_i = G.loss_and_gradients(model, x_forget[i : i + 1], y_forget[i : i + 1])
             kappa[i] = sum((g * r).sum() for g, r in zip(g_i, g_retain))
@@ -143,11 +143,15 @@ def hardness_reading(cos: float) -> str:
     return "Neutral: these samples barely interact with the data you keep — forgetting them should cost little."
 
 
-def _cosine(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
-    denom_a, denom_b = G.norm(a), G.norm(b)
-    if denom_a < EPS or denom_b < EPS:
+def cosine(dot: float, norm_a: float, norm_b: float) -> float:
+    """dot/(‖a‖‖b‖) from precomputed parts; 0 where either norm is below EPS (no direction, no angle)."""
+    if norm_a < EPS or norm_b < EPS:
         return 0.0
-    return G.dot(a, b) / (denom_a * denom_b)
+    return dot / (norm_a * norm_b)
+
+
+def _cosine(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    return cosine(G.dot(a, b), G.norm(a), G.norm(b))
 
 
 def _forward_kappa(
@@ -201,17 +205,6 @@ def _with_cosines(kappa: torch.Tensor, norms: torch.Tensor, retain_norm: float) 
     tiny = (norms < EPS) | (retain_norm < EPS)
     cos = torch.where(tiny, torch.zeros_like(kappa), kappa / denom.clamp_min(EPS))
     return SampleHardness(kappa, float(kappa.double().mean()), norms, cos)
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the duration (dropout off, BatchNorm on running stats), then the caller's mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def _check_losses(values: torch.Tensor) -> None:

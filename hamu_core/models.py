@@ -9,8 +9,10 @@ else has drawn from torch's global random state.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -118,3 +120,19 @@ def model_fingerprint(model: nn.Module) -> str:
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode for the duration (dropout off, BatchNorm on running stats), then the caller's mode again.
+
+    Measuring a model must not change it: a user's model (or an uploaded one with dropout)
+    that was in train mode is left in train mode. Gradients stay on; add ``torch.no_grad()``
+    where none are needed.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

@@ -147,8 +147,17 @@ def mia_reading(auc: float, retrain_auc: float | None = None) -> str:
         return (f"Attack AUC {auc:.2f} is within {CLOSE_AUC:.2f} of {name}: "
                 "an attacker cannot tell the forget samples from data the model never saw.")
     strength = "clearly" if abs(distance) > FAR_AUC else "somewhat"
+    # The retrained reference can lie on either side of 0.5 (below it after forgetting a whole
+    # class, above it for random samples), so what the AUC says about the losses themselves
+    # (its side of 0.5) and how it compares with retraining are worded separately.
     if distance > 0:
-        return (f"Attack AUC {auc:.2f} is {strength} above {name}: the forget samples still have "
-                "lower loss than unseen data, so the model still remembers them.")
-    return (f"Attack AUC {auc:.2f} is {strength} below {name}: the forget samples now have higher loss "
-            "than unseen data (over-forgetting), which gives them away just as surely as remembering them.")
+        if auc > 0.5:
+            return (f"Attack AUC {auc:.2f} is {strength} above {name}: the forget samples still have "
+                    "lower loss than unseen data, so the model still remembers them.")
+        return (f"Attack AUC {auc:.2f} is {strength} above {name}: the forget samples have higher loss than "
+                "unseen data, but less so than after retraining, so the model still partly remembers them.")
+    if auc < 0.5:
+        return (f"Attack AUC {auc:.2f} is {strength} below {name}: the forget samples now have higher loss "
+                "than unseen data (over-forgetting), which gives them away just as surely as remembering them.")
+    return (f"Attack AUC {auc:.2f} is {strength} below {name}: the forget samples look less familiar than "
+            "after retraining (over-forgetting), which gives them away just as surely as remembering them.")

@@ -138,7 +138,8 @@ class RunStore:
     def append_step(self, run_id: str, record: StepRecord | dict, *,
                     checkpoint: dict[str, torch.Tensor] | None = None) -> None:
         """Store the next step's record (and, when given, the weights after it) in one transaction."""
-        record = record.to_dict() if isinstance(record, StepRecord) else dict(record)
+        # vars(), not to_dict(): the record is only serialised, and asdict's deep copy was most of a step's store cost
+        record = vars(record) if isinstance(record, StepRecord) else dict(record)
         step = record.get("step")
         if not isinstance(step, int) or step < 1:
             raise ValueError(f"record step must be an int >= 1, got {step!r}")

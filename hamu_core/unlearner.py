@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hamu_core import gradients as G
+from hamu_core.hardness import cosine, tensor_cosines
 from hamu_core.rule import StepInputs, UpdateRule
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -51,6 +52,10 @@ class StepRecord:
     forget_loss_after: float
     step_norm: float  # ‖Δ‖ actually applied
     wall_ms: float  # time to compute and apply the step
+    # ‖g_r‖ and ‖g_f‖ of the (clipped) gradients the step used: with κ and the radius they place
+    # the step on the hardness diagram. Defaults keep records stored before these fields loadable.
+    retain_grad_norm: float = math.nan
+    forget_grad_norm: float = math.nan
     info: dict = field(default_factory=dict)  # the rule's extra diagnostics
 
     def to_dict(self) -> dict:
@@ -170,11 +175,8 @@ class UnlearningRun:
     def _record(self, index, grads, info, delta, retain_after, forget_after, start) -> StepRecord:
         nan = math.nan
         kappa = G.dot(grads.retain, grads.forget)
-        denom = G.norm(grads.retain) * G.norm(grads.forget)
-        per_tensor = {}
-        for name, r, f in zip(grads.names, grads.retain, grads.forget):
-            d = G.norm([r]) * G.norm([f])
-            per_tensor[name] = G.dot([r], [f]) / d if d > 0 else 0.0
+        retain_norm, forget_norm = G.norm(grads.retain), G.norm(grads.forget)
+        per_tensor = dict(zip(grads.names, tensor_cosines(grads.retain, grads.forget)))
         extra = {k: v for k, v in info.items() if k not in StepRecord.__dataclass_fields__}
         return StepRecord(
             step=index,
@@ -184,7 +186,7 @@ class UnlearningRun:
             kappa=kappa,
             kappa2=info.get("kappa2", nan),
             margin=info.get("margin", nan),
-            cos_rf=kappa / denom if denom > 0 else 0.0,
+            cos_rf=cosine(kappa, retain_norm, forget_norm),
             cos_per_tensor=per_tensor,
             radius=info.get("radius", nan),
             constraint=info.get("constraint", nan),
@@ -196,6 +198,8 @@ class UnlearningRun:
             forget_loss_after=forget_after,
             step_norm=G.norm(delta),
             wall_ms=(time.perf_counter() - start) * 1e3,
+            retain_grad_norm=retain_norm,
+            forget_grad_norm=forget_norm,
             info=extra,
         )
 

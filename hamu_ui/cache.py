@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,12 +27,13 @@ from torch import nn
 
 from hamu_core import gradients as G
 from hamu_core.builtin_data import BUILTIN_DATASETS, available_datasets
-from hamu_core.checkpoint import cached_train, ids_hash
+from hamu_core.checkpoint import cached_train, data_dir, ids_hash
 from hamu_core.data import LabelledData
-from hamu_core.embedding import embed, nearest_retain_neighbours, warm_umap
+from hamu_core.embedding import embed, linked_embeddings, nearest_retain_neighbours, warm_umap
 from hamu_core.hardness import overall_cosine, per_sample_hardness
-from hamu_core.metrics import sample_outputs
+from hamu_core.metrics import Evaluation, SampleOutputs, evaluate, sample_outputs, split_ids
 from hamu_core.models import ModelConfig, model_fingerprint
+from hamu_core.store import STORE_FILE, RunStore
 from hamu_core.training import Progress, TrainConfig
 from hamu_core.uploads import load_upload
 from hamu_ui.session import Upload, measure, measured_splits
@@ -39,6 +41,20 @@ from hamu_ui.session import Upload, measure, measured_splits
 EMBED_MAX_POINTS = {"pca": 10_000, "tsne": 2_000, "umap": 5_000}  # a seeded subset beyond this
 HARDNESS_MAX_POINTS = 5_000  # samples scored for hardness, and behind g_r (a seeded subset beyond this)
 MODEL_STORE_SIZE = 24  # trained models kept in memory (one original, one retrain per forget set)
+
+
+@st.cache_resource(show_spinner=False)
+def _run_store_in(folder: str) -> RunStore:
+    return RunStore(Path(folder) / STORE_FILE)
+
+
+def run_store() -> RunStore:
+    """The run store in the data folder (``$HAMU_DATA_DIR``), opened once per process and folder.
+
+    Keyed by the folder, so a changed ``HAMU_DATA_DIR`` (each test's own) opens its own
+    store. Raises ``StoreError`` when the folder or file is unusable; that is never cached.
+    """
+    return _run_store_in(str(data_dir().expanduser().resolve()))
 
 
 @st.cache_data(show_spinner=False, ttl=600)
@@ -101,8 +117,7 @@ def trained_model(source: str, data: LabelledData, model_config: ModelConfig, tr
         found = store.models.get(key)
     if found is not None:
         return found
-    # cached_train validates a forget set for both roles; the original's key ignores it.
-    ids = forget_ids if role == "retrain" else data.train_ids[:1]
+    ids = forget_ids if role == "retrain" else None  # the original is trained without a forget set
     model = cached_train(data, ids, model_config, train_config, role, progress)
     found = TrainedModel(model, model_fingerprint(model))
     with store.lock:
@@ -169,7 +184,41 @@ def model_point(source: str, model_key: str, forget_key: str, seed: int, _data: 
     return measure(_model, measured_splits(_data, _forget_ids, seed))
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def evaluation(source: str, model_key: str, retrain_key: str, original_key: str, forget_key: str, seed: int,
+               _data: LabelledData, _model: nn.Module, _retrain: nn.Module | None, _original: nn.Module,
+               _forget_ids: np.ndarray) -> Evaluation:
+    """``metrics.evaluate`` of a model on every sample, against the retrain reference (``retrain_key`` "none": without)."""
+    return evaluate(_model, _data, _forget_ids, retrain=_retrain, original=_original, seed=seed)
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def test_accuracy(source: str, model_key: str, _data: LabelledData, _model: nn.Module) -> float:
     """A model's accuracy on the held-out test split."""
     return sample_outputs(_model, _data, _data.test_ids).accuracy
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def split_outputs(source: str, model_key: str, forget_key: str, _data: LabelledData, _model: nn.Module,
+                  _forget_ids: np.ndarray) -> dict[str, SampleOutputs]:
+    """A model's per-sample loss, entropy and prediction on every forget, retain and test sample."""
+    return {split: sample_outputs(_model, _data, ids) for split, ids in split_ids(_data, _forget_ids).items()}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def linked_embedding(source: str, key_a: str, key_b: str, forget_key: str, method: str, seed: int,
+                     _data: LabelledData, _model_a: nn.Module, _model_b: nn.Module,
+                     _forget_ids: np.ndarray) -> pd.DataFrame:
+    """Two models' maps of the same samples, b aligned onto a (``embedding.linked_embeddings``).
+
+    Beyond ``EMBED_MAX_POINTS`` a seeded subset is mapped in which forget samples fill at
+    most half the room, so there is always context around them.
+    """
+    if method == "umap":
+        warm_umap()
+    rng, limit = np.random.default_rng(seed), EMBED_MAX_POINTS[method]
+    forget, others = np.asarray(_forget_ids), np.setdiff1d(_data.ids, _forget_ids)
+    if len(forget) + len(others) > limit:
+        forget = rng.choice(forget, min(len(forget), limit // 2), replace=False)
+        others = rng.choice(others, min(len(others), limit - len(forget)), replace=False)
+    return linked_embeddings(_model_a, _model_b, _data, np.union1d(forget, others), method=method, seed=seed)

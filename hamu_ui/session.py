@@ -10,8 +10,10 @@ never be shared through a cache.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
-import uuid
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,11 +23,13 @@ import torch
 from torch import nn
 
 from hamu_core.checkpoint import ids_hash
+from hamu_core.compare import Comparison
 from hamu_core.config import DEFAULTS
 from hamu_core.data import LabelledData
-from hamu_core.methods import make_rule
+from hamu_core.experiment import unlearning_run
 from hamu_core.metrics import SampleOutputs, forward_batched, split_ids
 from hamu_core.models import ModelConfig
+from hamu_core.store import RunStore, StoredRunRecorder, StoreError, resume_run
 from hamu_core.training import TrainConfig
 from hamu_core.unlearner import StepRecord, StepRefused, UnlearningRun
 
@@ -77,23 +81,76 @@ class LiveRun:
     ``key`` records what the run was built from (data, model, forget set, method, settings);
     the page starts a new run when that changes. ``points[k]`` is the measurement after
     step k, ``points[0]`` the original model's, so undo and reset only trim the list.
+
+    Given a ``store``, the run is written to it from its first step on (not before, so
+    trying settings on the Unlearn page leaves no empty runs behind): every step, undo and
+    reset goes through a ``StoredRunRecorder``, and each measurement is stored as that
+    step's evaluation, which is what lets ``reopen`` redraw the charts after a reload.
+    ``dataset`` is what the store keeps to rebuild the run (``StudioSession.provenance``).
     """
 
     def __init__(self, key: tuple, data: LabelledData, model: nn.Module, forget_ids: np.ndarray,
-                 method: str, settings: dict, seed: int) -> None:
+                 method: str, settings: dict, seed: int, *, store: RunStore | None = None,
+                 dataset: dict | None = None) -> None:
         self.key = key
-        self.run_id = uuid.uuid4().hex[:8]
         self.method = method
+        self.forget_ids = forget_ids
+        self.store, self.dataset = store, dataset or {}
+        self.recorder: StoredRunRecorder | None = None
         self.probe = measured_splits(data, forget_ids, seed)
-        retain = np.setdiff1d(data.train_ids, forget_ids)
-        self.run = UnlearningRun(make_rule(method, **settings), model=model, retain=data.tensors(retain),
-                                 forget=data.tensors(forget_ids), seed=seed,
-                                 retain_batch_size=DEFAULTS.retain_batch_size)
+        self.run = unlearning_run(data, model, forget_ids, method, settings, seed=seed)
         self.points = [measure(self.run.model_, self.probe)]
+
+    @classmethod
+    def reopen(cls, key: tuple, data: LabelledData, model: nn.Module, store: RunStore, run_id: str) -> LiveRun:
+        """The stored run ``run_id`` rebuilt on ``model`` by replaying its steps, and recorded again from here.
+
+        ``resume_run`` checks every replayed step against the stored one (ReplayMismatch
+        otherwise). Measurements come from the stored evaluations; one missing (a server
+        killed between a step and its measurement) is measured again when it is the last
+        step and left blank (NaN) in the charts otherwise.
+        """
+        stored = store.get_run(run_id)
+        settings = {k: v for k, v in stored.settings.items() if k not in ("method", "variant")}
+        live = cls(key, data, model, np.asarray(stored.forget_ids, dtype=np.int64), stored.method, settings,
+                   stored.seed, store=store, dataset=stored.dataset)
+        live.run = resume_run(store, run_id, model, live.run.retain, live.run.forget)
+        live.recorder = StoredRunRecorder(store, run_id, live.run)
+        measured = {e["step"]: {k: v for k, v in e.items() if k != "step"} for e in stored.evaluations}
+        last = len(live.history)
+        blank = dict.fromkeys(live.points[0], math.nan)
+        live.points = [measured.get(0, live.points[0])] + [measured.get(k, blank) for k in range(1, last + 1)]
+        if last and last not in measured:
+            live.points[-1] = measure(live.run.model_, live.probe)
+        return live
+
+    @property
+    def run_id(self) -> str | None:
+        """The run's id in the store; None until its first step is stored (or without a store)."""
+        return self.recorder.run_id if self.recorder else None
 
     @property
     def history(self) -> list[StepRecord]:
         return self.run.history_
+
+    def _stepper(self) -> UnlearningRun | StoredRunRecorder:
+        """What steps, undoes and resets: the recorder once the run is stored, the bare run otherwise."""
+        if self.recorder is None and self.store is not None:
+            self.recorder = StoredRunRecorder.start(self.store, self.run, dataset=self.dataset,
+                                                    forget_ids=self.forget_ids)
+            self.recorder.evaluate(self.points[0])
+        return self.recorder or self.run
+
+    def close(self) -> None:
+        """Mark the stored run finished: the session has moved on to another run.
+
+        A run deleted meanwhile (from another tab) has nothing left to mark, and a store
+        that cannot be written now leaves it "running", to be found interrupted later:
+        neither is worth stopping the user's change of data, model or forget set for.
+        """
+        if self.recorder is not None:
+            with contextlib.suppress(KeyError, StoreError):
+                self.recorder.finish()
 
     def step(self, n: int = 1) -> str | None:
         """Take up to ``n`` steps, measuring after each; returns why it stopped early, if it did.
@@ -103,18 +160,20 @@ class LiveRun:
         """
         for _ in range(n):
             try:
-                self.run.step()
+                self._stepper().step()
             except StepRefused as refusal:
                 return str(refusal)
             self.points.append(measure(self.run.model_, self.probe))
+            if self.recorder is not None:
+                self.recorder.evaluate(self.points[-1])
         return None
 
     def undo(self) -> None:
-        self.run.undo()
+        self._stepper().undo()
         self.points.pop()
 
     def reset(self) -> None:
-        self.run.reset()
+        self._stepper().reset()
         del self.points[1:]
 
     def frame(self) -> pd.DataFrame:
@@ -147,6 +206,8 @@ class StudioSession:
     focus_id: int | None = None  # the sample shown beside the embedding
     playing: bool = False  # the Unlearn page's Play is on
     notices: list[tuple[str, str]] = field(default_factory=list)  # (kind, text) to show once: "error", "warning", "info"
+    comparison: tuple[tuple, Comparison] | None = None  # Compare page: (what it ran on, its result)
+    url_read: bool = False  # the page URL's run id was read (once per browser session, or on a reopen request)
 
     @property
     def data_source(self) -> str:
@@ -163,17 +224,35 @@ class StudioSession:
             return
         self.dataset, self.upload = name, upload
         self.forget_ids = np.empty(0, dtype=np.int64)
-        self.live, self.focus_id, self.applied_selection, self.playing = None, None, (), False
+        self.focus_id, self.applied_selection = None, ()
+        self.drop_run()
 
     def choose_model(self, config: ModelConfig) -> None:
         if config != self.model_config:
-            self.model_config, self.live, self.playing = config, None, False
+            self.model_config = config
+            self.drop_run()
 
     def set_forget(self, ids) -> None:
         """Replace the forget set (sorted, unique); a run on the old set is dropped."""
         ids = np.unique(np.asarray(ids, dtype=np.int64))
         if not np.array_equal(ids, self.forget_ids):
-            self.forget_ids, self.live, self.playing = ids, None, False
+            self.forget_ids = ids
+            self.drop_run()
+
+    def drop_run(self) -> None:
+        """Leave the live run (its stored copy is marked finished; it stays reopenable)."""
+        if self.live is not None:
+            self.live.close()
+        self.live, self.playing = None, False
+
+    def provenance(self, data: LabelledData) -> dict:
+        """What the run store keeps about data and model, enough to rebuild a run (see ``hamu_ui.runs``).
+
+        The keys the CLI's ``experiment.dataset_record`` uses, so either can reopen the other's runs.
+        """
+        return {"name": self.dataset, "source": self.data_source, "upload": self.upload.name if self.upload else None,
+                "fingerprint": data.fingerprint(), "model": dataclasses.asdict(self.model_config),
+                "train": dataclasses.asdict(self.train_config), "seed": self.seed}
 
     def notify(self, kind: str, text: str) -> None:
         """Queue a message for the next time the page shows notices (callbacks cannot draw in place)."""

@@ -11,10 +11,13 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from hamu_core.config import DEFAULTS
+from hamu_core.store import StoreError
 from hamu_core.unlearner import StepRecord
+from hamu_ui import runs
 from hamu_ui.figures import hardness_diagram, kappa_figure, metric_curves, tradeoff_figure
 from hamu_ui.session import LiveRun, StudioSession
 from hamu_ui.widgets import Workspace
@@ -68,7 +71,7 @@ def act(session: StudioSession, action: str, n: int = 1) -> None:
     done = len(live.history)
     try:
         stopped = live.step(n)
-    except (FloatingPointError, ValueError) as err:
+    except (FloatingPointError, ValueError, KeyError, StoreError) as err:
         session.playing = False
         session.notify("error", f"The step failed and was undone: {err}")
         return
@@ -108,36 +111,50 @@ def scoreboard(frame: pd.DataFrame, reference: dict | None) -> None:
         column.metric(f"{split.capitalize()} accuracy", f"{value:.1%}", delta=delta, delta_color="off")
 
 
-def charts(session: StudioSession, reference: dict | None) -> None:
-    """The live charts of the session's run, retrain reference included when known."""
-    live = session.live
+def run_figures(live: LiveRun, reference: dict | None) -> dict[str, go.Figure]:
+    """The run's charts by caption (the Unlearn page draws them live, the report keeps them).
+
+    Accuracy and loss per step, the trade-off path with the retrain reference marked, κ and
+    κ2 per step, and for HAMU the hardness diagram.
+    """
     frame = live.frame()
-    steps = frame[frame["step"] > 0]
-    scoreboard(frame, reference)
-    st.markdown(f"**Trade-off path: {len(steps)} points** · run `{live.run_id}` · "
-                f"{live.method.upper()} · {len(live.history)} steps")
     ref_point = None
     if reference is not None:
         start = frame.iloc[0]
         ref_point = (reference["retain_loss"] - start["retain_loss"], reference["forget_loss"] - start["forget_loss"])
-    left, right = st.columns(2)
-    left.plotly_chart(metric_curves(frame, reference), key="unlearn.curves")
-    right.plotly_chart(tradeoff_figure({live.method.upper(): steps}, ref_point), key="unlearn.tradeoff")
-    left, right = st.columns(2)
-    left.plotly_chart(kappa_figure(frame), key="unlearn.kappa")
+    figures = {"Accuracy and loss per step": metric_curves(frame, reference),
+               "Trade-off path": tradeoff_figure({live.method.upper(): frame[frame["step"] > 0]}, ref_point),
+               "κ and κ2 per step": kappa_figure(frame)}
     if live.method.startswith("hamu"):
-        right.plotly_chart(hardness_diagram(frame, live.method), key="unlearn.diagram")
-    else:
-        right.info("The hardness diagram explains HAMU's steps; pick HAMU-Q or HAMU-U to see it.")
+        figures["Hardness diagram"] = hardness_diagram(frame, live.method)
+    return figures
+
+
+def charts(session: StudioSession, reference: dict | None) -> None:
+    """The live charts of the session's run, retrain reference included when known."""
+    live = session.live
+    frame = live.frame()
+    scoreboard(frame, reference)
+    saved = f"run `{live.run_id}`" if live.run_id else "saved from the first step on"
+    st.markdown(f"**Trade-off path: {len(frame) - 1} points** · {saved} · "
+                f"{live.method.upper()} · {len(live.history)} steps")
+    figures = run_figures(live, reference)
+    columns = [*st.columns(2), *st.columns(2)]
+    for column, key, figure in zip(columns, ("curves", "tradeoff", "kappa", "diagram"), figures.values()):
+        column.plotly_chart(figure, key=f"unlearn.{key}")
+    if len(figures) < len(columns):
+        columns[-1].info("The hardness diagram explains HAMU's steps; pick HAMU-Q or HAMU-U to see it.")
 
 
 def live_run(session: StudioSession, ws: Workspace) -> LiveRun | None:
     """The session's run, rebuilt when the data, model, forget set, method or settings changed."""
     key = session.run_key(ws.original.key)
     if session.live is None or session.live.key != key:
+        session.drop_run()
         try:
             session.live = LiveRun(key, ws.data, ws.original.model, session.forget_ids, session.method,
-                                   session.method_settings(session.method), session.seed)
+                                   session.method_settings(session.method), session.seed,
+                                   store=runs.store_or_warn(), dataset=session.provenance(ws.data))
         except ValueError as err:
             st.error(f"A run cannot start with these settings: {err}")
             return None

@@ -22,7 +22,7 @@ from hamu_core.data import DataError, LabelledData
 from hamu_core.hamu_rule import MODES, SPLITS
 from hamu_core.methods import METHODS
 from hamu_core.training import Progress
-from hamu_ui import cache
+from hamu_ui import cache, runs
 from hamu_ui.session import StudioSession, Upload
 
 CHOICES = {"mode": MODES, "split": SPLITS, "conflict_test": CONFLICT_TESTS}
@@ -94,6 +94,16 @@ def load_workspace(session: StudioSession) -> Workspace | None:
     return Workspace(session.data_source, data, original)
 
 
+def workspace_with_forget_set(session: StudioSession) -> Workspace:
+    """The workspace for pages that need a forget set; otherwise says what to do first and stops the page."""
+    ws = load_workspace(session)
+    if ws is not None and not len(session.forget_ids):
+        st.info("Choose what to forget first: open **Forget set** in the sidebar.")
+    if ws is None or not len(session.forget_ids):
+        st.stop()
+    return ws
+
+
 def retrain_reference(session: StudioSession, ws: Workspace) -> cache.TrainedModel | None:
     """The model retrained without the forget set (the gold standard), or None without a forget set."""
     if len(session.forget_ids) == 0:
@@ -121,12 +131,16 @@ def status_line(session: StudioSession) -> Iterator:
     """The sidebar line every page shows: written first, and again once the page has changed things.
 
     Written first because ``st.stop()`` discards anything drawn after it. Yields the
-    sidebar placeholder, so a fragment can refresh it without a full rerun.
+    sidebar placeholder, so a fragment can refresh it without a full rerun. Every page
+    opens with it, so it is also where the run named in the URL is reopened after a reload
+    (``runs.sync_url``) and where the URL is made to name the live run again at the end.
     """
     slot = st.sidebar.empty()
+    runs.sync_url(session)
     show_status(slot, session)
     yield slot
     show_status(slot, session)
+    runs.write_url(session)
 
 
 def settings_form(method: str, current: dict, *, only: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()) -> dict:

@@ -4,7 +4,7 @@ import streamlit as st
 
 from hamu_core.config import DEFAULTS
 from hamu_core.methods import METHOD_HELP, METHODS
-from hamu_ui import cache, stepper, widgets
+from hamu_ui import cache, runs, stepper, widgets
 from hamu_ui.session import get_session
 
 PROMINENT = ("stop_on_unavoidable",)  # settings shown beside the method, not folded away
@@ -12,11 +12,7 @@ PROMINENT = ("stop_on_unavoidable",)  # settings shown beside the method, not fo
 session = get_session()
 st.title("Unlearn")
 with widgets.status_line(session) as status:
-    ws = widgets.load_workspace(session)
-    if ws is not None and not len(session.forget_ids):
-        st.info("Choose what to forget first: open **Forget set** in the sidebar.")
-    if ws is None or not len(session.forget_ids):
-        st.stop()
+    ws = widgets.workspace_with_forget_set(session)
     reference = widgets.retrain_reference(session, ws)
 
     method_col, settings_col = st.columns([1, 2])
@@ -45,5 +41,6 @@ with widgets.status_line(session) as status:
         widgets.show_notices(session)
         stepper.charts(session, reference_point)
         widgets.show_status(status, session)
+        runs.write_url(session)
 
     st.fragment(run_every=DEFAULTS.play_interval_s if session.playing else None)(panel)(session.playing)

@@ -3,10 +3,14 @@
 The server is ``streamlit run app.py`` on a free port, started once per test module and
 stopped afterwards; the browser is Debian's Chromium driven by Playwright. A missing
 Chromium fails the tests (it never skips them): ``.ci/run`` installs it.
+
+``running_studio`` and ``launch_chromium`` are plain functions so that ``bench/bench_app.py``
+starts the server and the browser exactly as the tests do.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -14,10 +18,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import Browser, Playwright, expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -49,11 +54,10 @@ def wait_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
     raise RuntimeError(f"streamlit did not answer {url}/_stcore/health within {STARTUP_S} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="module")
-def studio_url(tmp_path_factory):
-    """Base URL of a Studio server started for this module."""
+@contextlib.contextmanager
+def running_studio(log: Path) -> Iterator[str]:
+    """``streamlit run app.py`` on a free port, its output in ``log``; yields the base URL once healthy."""
     port = free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
     with log.open("w") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
@@ -72,13 +76,28 @@ def studio_url(tmp_path_factory):
             server.kill()
 
 
+def launch_chromium(playwright: Playwright) -> Browser:
+    """Debian's headless Chromium under Playwright; a clear error when it is not installed."""
+    if not Path(CHROMIUM).is_file():
+        raise FileNotFoundError(f"{CHROMIUM} is missing: the browser tests need Debian's chromium, which `.ci/run` "
+                                "installs (apt-get install chromium)")
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+@pytest.fixture(scope="module")
+def studio_url(tmp_path_factory):
+    """Base URL of a Studio server started for this module."""
+    with running_studio(tmp_path_factory.mktemp("streamlit") / "server.log") as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium, which `.ci/run` installs "
-                    "(apt-get install chromium)")
     with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            instance = launch_chromium(playwright)
+        except FileNotFoundError as missing:
+            pytest.fail(str(missing))
         yield instance
         instance.close()
 

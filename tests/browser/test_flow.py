@@ -1,4 +1,4 @@
-"""End to end in a real browser: choose digits, lasso a forget set, step five times.
+"""End to end in a real browser: choose digits, lasso a forget set, step five times, download the report, reload.
 
 Waits are on what the app shows (Streamlit's running indicator gone, the app's own text
 present), never on sleeps. Each page is photographed into artifacts/screenshots/ and the
@@ -77,3 +77,25 @@ def test_lasso_then_step_five_times(page: Page, studio_url, screenshot_dir):
     expect(page.get_by_test_id("stSidebar").get_by_text(f"HAMU-Q, {STEPS} steps")).to_be_visible()
     expect(page.get_by_text(f"step {STEPS}", exact=True)).to_be_visible()  # the hardness diagram's latest step
     snapshot(page, screenshot_dir, "unlearn")
+    expect(page).to_have_url(re.compile(r"[?&]run=[0-9a-f]{32}"))
+    run_id = re.search(r"run=([0-9a-f]{32})", page.url).group(1)
+
+    page.get_by_role("link", name="Report").click()
+    expect(page.get_by_role("heading", name=f"Verdict after {STEPS} HAMU-Q steps")).to_be_visible()
+    expect(page).to_have_url(re.compile(rf"/report\?run={run_id}$"))
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Report (HTML)").click()
+    html = Path(info.value.path()).read_text(encoding="utf-8")
+    assert info.value.suggested_filename == f"hamu-run-{run_id}.html"
+    assert html.startswith("<!DOCTYPE html>") and "Verdict" in html and "Trade-off path" in html
+    page.get_by_role("heading", name="Report", exact=True).hover()
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    expect(page.get_by_role("tooltip")).to_have_count(0)
+    snapshot(page, screenshot_dir, "report")
+
+    page.reload()  # a new Streamlit session: only the URL remembers the run
+    expect(page.get_by_role("heading", name=f"Verdict after {STEPS} HAMU-Q steps")).to_be_visible()
+    expect(page.get_by_test_id("stSidebar").get_by_text(f"HAMU-Q, {STEPS} steps")).to_be_visible()
+    expect(page.get_by_test_id("stSidebar").get_by_text(f"forget set: {forgotten} samples")).to_be_visible()
+    page.get_by_role("link", name="Unlearn").click()
+    expect(page.get_by_text(f"Trade-off path: {STEPS} points")).to_be_visible()

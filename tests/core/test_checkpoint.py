@@ -102,3 +102,13 @@ def test_cached_train_validates_the_forget_set(tmp_path):
     with pytest.raises(ValueError, match="forget set is empty"):
         cached_train(DATA, np.array([], dtype=np.int64), ModelConfig(), QUICK, "retrain", cache_dir=tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_the_original_needs_no_forget_set(tmp_path):
+    """One original serves every forget set, so it is trained and found again without one."""
+    model = cached_train(DATA, None, ModelConfig(), QUICK, "original", cache_dir=tmp_path)
+    again = cached_train(DATA, FORGET, ModelConfig(), QUICK, "original", cache_dir=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 1
+    assert model_fingerprint(again) == model_fingerprint(model)
+    with pytest.raises(ValueError, match="forget_ids is None"):
+        cached_train(DATA, None, ModelConfig(), QUICK, "retrain", cache_dir=tmp_path)

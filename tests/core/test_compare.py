@@ -32,8 +32,6 @@ SPECS = [
 @pytest.fixture(scope="module")
 def problem():
     """A 64-32-10 MLP trained briefly on digits; class 3 is the forget set."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two shared cores: one thread avoids oversubscription stalls
     torch.manual_seed(0)
     digits = load_digits()
     x = torch.tensor(digits.data / 16.0, dtype=torch.float32)
@@ -46,8 +44,7 @@ def problem():
         opt.step()
     model.eval()
     forget = y == 3
-    yield {"model": model, "retain": (x[~forget], y[~forget]), "forget": (x[forget], y[forget]), "seed": 7}
-    torch.set_num_threads(threads)
+    return {"model": model, "retain": (x[~forget], y[~forget]), "forget": (x[forget], y[forget]), "seed": 7}
 
 
 def run_compare(problem, specs=SPECS, **options):

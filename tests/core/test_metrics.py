@@ -6,23 +6,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 from torch import nn
 
 from hamu_core.data import LabelledData, stratified_test_mask
 from hamu_core.metrics import AMBER, GREEN, RED, ModelScores, avg_gap, evaluate, tug_of_war, verdict
 
 E = math.e
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two shared cores: oversubscribed BLAS/OpenMP threads slow small models by 10× or more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(threads)
 
 
 class Lookup(nn.Module):

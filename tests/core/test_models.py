@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from hamu_core.models import ModelConfig, build_model, count_parameters, model_fingerprint
+from hamu_core.models import ModelConfig, build_model, count_parameters, eval_mode, model_fingerprint
 
 SHAPES = [(1, 8, 8), (1, 28, 28)]
 
@@ -75,3 +75,15 @@ def test_cnn_needs_images_and_two_classes():
         build_model(ModelConfig(arch="cnn"), (64,), 10)
     with pytest.raises(ValueError, match="n_classes must be at least 2"):
         build_model(ModelConfig(), (64,), 1)
+
+
+def test_eval_mode_restores_the_callers_mode_even_after_an_error():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)).train()
+    with pytest.raises(RuntimeError, match="inside"):
+        with eval_mode(model) as inside:
+            assert inside is model and not model.training and not model[1].training
+            raise RuntimeError("inside")
+    assert model.training and model[1].training
+    with eval_mode(model.eval()):
+        pass
+    assert not model.training

@@ -105,3 +105,26 @@ def test_mia_reading_compares_to_the_retrained_model():
     assert "over-forgetting" in mia_reading(0.5, retrain_auc=0.7)
     with pytest.raises(ValueError, match="auc"):
         mia_reading(float("nan"))
+
+
+
+@pytest.mark.parametrize("auc, retrain_auc", [(0.3, 0.55), (0.2, 0.45), (0.35, 0.5)])
+def test_mia_reading_below_one_half_and_the_reference_says_higher_loss(auc, retrain_auc):
+    """Below 0.5 and below retraining: higher loss than unseen data, never "lower loss"."""
+    reading = mia_reading(auc, retrain_auc=retrain_auc)
+    assert "higher loss than unseen data" in reading and "over-forgetting" in reading
+    assert "lower loss" not in reading and "remembers" not in reading
+
+
+def test_mia_reading_below_the_reference_but_above_one_half_is_over_forgetting_without_higher_loss():
+    reading = mia_reading(0.55, retrain_auc=0.75)
+    assert "over-forgetting" in reading and "less familiar than after retraining" in reading
+    assert "higher loss" not in reading and "lower loss" not in reading
+
+
+def test_mia_reading_above_the_reference_on_either_side_of_one_half():
+    above_half = mia_reading(0.7, retrain_auc=0.55)
+    assert "lower loss than unseen data" in above_half and "remembers" in above_half
+    below_half = mia_reading(0.35, retrain_auc=0.1)  # a forgotten class: retraining puts its AUC far below 0.5
+    assert "higher loss than unseen data, but less so than after retraining" in below_half
+    assert "partly remembers" in below_half and "lower loss" not in below_half and "over-forgetting" not in below_half

@@ -18,7 +18,6 @@ from html.parser import HTMLParser
 import numpy as np
 import plotly.graph_objects as go
 import pytest
-import torch
 from plotly.offline import get_plotlyjs
 
 from hamu_core.builtin_data import load_digits_data
@@ -36,8 +35,6 @@ HOSTILE = '<script>alert("x")</script> & "digits" <b>'
 
 @pytest.fixture(scope="module")
 def run_data():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two shared cores: one thread avoids oversubscription stalls
     data = load_digits_data()
     forget_ids = select_class(data, 3)
     config, train = ModelConfig(arch="mlp", hidden=(32,)), TrainConfig(epochs=4, lr=1e-2)
@@ -49,7 +46,7 @@ def run_data():
     run.run(STEPS)
     evaluation = evaluate(run.model_, data, forget_ids, retrain=retrain, original=original, n_boot=20)
     summary = describe_selection(data, forget_ids)
-    yield {
+    return {
         "settings": {**rule.settings(), "seed": 0, "retain_batch_size": 128, "upload": HOSTILE},
         "dataset": {"name": HOSTILE, "kind": data.kind, "samples": len(data.ids), "meta": data.meta},
         "forget": {"size": summary.size, "class_mix": summary.class_mix, "ids": forget_ids},
@@ -57,7 +54,6 @@ def run_data():
         "evaluation": evaluation.to_dict(),
         "verdict": asdict(verdict(evaluation)),
     }
-    torch.set_num_threads(threads)
 
 
 def make(run_data, **overrides):

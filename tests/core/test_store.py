@@ -45,15 +45,6 @@ def tiny_problem():
     return model, (x[:80], y[:80]), (x[80:], y[80:]), list(range(80, 96))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors step fastest on one thread, and the killed subprocess uses one too."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def problem():
     return tiny_problem()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_info
 
 from hamu_core.builtin_data import load_digits_data
 from hamu_core.models import ModelConfig
@@ -84,3 +85,9 @@ def test_bad_train_ids(ids, message):
 def test_config_validation_names_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**kwargs)
+
+
+def test_the_suite_trains_on_one_thread():
+    """tests/conftest.py pins torch and the BLAS pools to one thread: two shared CI cores oversubscribed otherwise."""
+    assert torch.get_num_threads() == 1
+    assert all(pool["num_threads"] == 1 for pool in threadpool_info())

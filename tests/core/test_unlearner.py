@@ -141,3 +141,18 @@ def test_unavoidable_degradation_stop(digits_model):
     refusing = make_rule("hamu-q", mode="full", radius=R, constraint=B, clip_norm=None, stop_on_unavoidable=True)
     run = UnlearningRun(refusing, model=model, retain=retain, forget=duplicates, retain_batch_size=len(retain[0]))
     assert run.run(3) == [] and "degradation unavoidable" in run.stop_reason_
+
+
+@pytest.mark.parametrize("method, settings", [("hamu-q", {"clip_norm": 1.0}), ("hamu-u", {"clip_norm": 0.05}),
+                                              ("gdiff", {"clip_norm": None})])
+def test_record_carries_the_gradient_norms_the_step_used(digits_model, method, settings):
+    """‖g_r‖, ‖g_f‖ of the clipped gradients: with κ they give cos θ_rf, and clipping bounds them."""
+    model, retain, forget = digits_model
+    run = UnlearningRun(make_rule(method, **settings), model=model, retain=retain, forget=forget)
+    for r in run.run(3):
+        assert r.retain_grad_norm > 0 and r.forget_grad_norm > 0
+        assert r.cos_rf == pytest.approx(r.kappa / (r.retain_grad_norm * r.forget_grad_norm), rel=1e-9)
+        if settings["clip_norm"] is not None:
+            assert max(r.retain_grad_norm, r.forget_grad_norm) <= settings["clip_norm"] * (1 + 1e-6)
+    stored = {k: v for k, v in r.to_dict().items() if k not in ("retain_grad_norm", "forget_grad_norm")}
+    assert math.isnan(StepRecord(**stored).retain_grad_norm)  # records stored before the fields still load

@@ -8,22 +8,10 @@ are the core's own.
 import numpy as np
 import pytest
 
-from hamu_core.builtin_data import load_digits_data
 from hamu_core.metrics import sample_outputs
-from hamu_core.models import ModelConfig, build_model
 from hamu_core.selection import select_class
 from hamu_ui.session import MEASURE_LIMIT, LiveRun, StudioSession, measured_splits
 from hamu_ui.stepper import explain
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits_data()
-
-
-@pytest.fixture(scope="module")
-def model(digits):
-    return build_model(ModelConfig(hidden=(16,)), digits.input_shape, digits.n_classes, seed=0)
 
 
 def test_live_run_keeps_measurements_in_step_with_history(digits, model):

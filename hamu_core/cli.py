@@ -1,0 +1,307 @@
+"""``python -m hamu_core``: train, run, sweep and report without a browser.
+
+A thin layer over ``hamu_core.experiment`` (one run, built as the app builds it),
+``hamu_core.sweep`` (many runs in worker processes) and the run store, so a script gets
+exactly the histories the Studio shows and can reopen them there. Every mistake in the
+arguments ends with one plain line on stderr and exit code 2, never a traceback.
+
+The modules that do the work (experiment, sweep, store, metrics, report) are imported
+inside the verb that needs them: ``--help`` and a mistyped argument then answer in
+about half the time, since scipy, pandas and the store stay unloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hamu_core.builtin_data import BUILTIN_DATASETS, DatasetUnavailable
+from hamu_core.checkpoint import CheckpointError
+from hamu_core.config import DEFAULTS
+from hamu_core.methods import METHOD_HELP, METHODS
+from hamu_core.models import ARCHS, ModelConfig
+from hamu_core.store_schema import StoreError
+from hamu_core.training import TrainConfig
+from hamu_core.unlearner import STOP_CONDITIONS
+
+PROG = "python -m hamu_core"
+EXAMPLES = f"""examples:
+  {PROG} train --forget-class 3                 train the original and the retrain reference
+  {PROG} run --method hamu-q --forget-class 3 --steps 100
+  {PROG} run --method ga --forget-random 0.05 --steps 50 --set lr=0.005 --until infeasible
+  {PROG} sweep --methods hamu-q,gdiff --constraints 0.01,0.025 --seeds 0,1 --forget-class 3 --workers 2 --csv sweep.csv
+  {PROG} list
+  {PROG} report 3f2a --format html --out-dir reports
+
+Runs are stored in $HAMU_DATA_DIR/runs.sqlite (default ~/.cache/hamu-studio) or in --store DIR;
+the Studio opens the same store, so a run started here can be reopened in the browser.
+methods: {", ".join(METHODS)}"""
+REPORT_FORMATS = ("html", "json", "csv")
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, StoreError, DatasetUnavailable, CheckpointError)
+
+
+class UsageError(Exception):
+    """A bad argument found after parsing (an unknown run id, a bad setting): exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument prints one line instead of the usage block."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class TextProgress:
+    """A plain progress bar on stderr: redrawn in place on a terminal, a line per 10% otherwise."""
+
+    def __init__(self, enabled: bool = True, width: int = 30) -> None:
+        self.enabled, self.width, self.shown = enabled, width, -1
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if not self.enabled:
+            return
+        tenth = int(fraction * 10)
+        if not self.tty and tenth == self.shown and fraction < 1:
+            return
+        self.shown = tenth
+        bar = "#" * int(fraction * self.width)
+        line = f"[{bar:<{self.width}}] {fraction:4.0%} {message}"
+        sys.stderr.write(f"\r{line:<90}" if self.tty else line + "\n")
+        if self.tty and fraction >= 1:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _setting(text: str) -> tuple[str, object]:
+    """``name=value`` with the value read as JSON when it parses (numbers, true/false), else as text."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected name=value, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
+    return value
+
+
+def _listing(kind):
+    def parse(text: str) -> list:
+        try:
+            return [kind(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+    return parse
+
+
+def _add_experiment_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by train, run and sweep: data, model recipe and forget set."""
+    data = parser.add_argument_group("data and model")
+    data.add_argument("--dataset", default=DEFAULTS.dataset, choices=sorted(BUILTIN_DATASETS), metavar="NAME",
+                      help=f"built-in dataset: {', '.join(sorted(BUILTIN_DATASETS))} (default {DEFAULTS.dataset})")
+    data.add_argument("--data", metavar="FILE", help="your own CSV, NPZ or zip of class folders instead of --dataset")
+    data.add_argument("--arch", default=DEFAULTS.arch, choices=ARCHS, help=f"model (default {DEFAULTS.arch})")
+    data.add_argument("--epochs", type=_count, default=TrainConfig.epochs, help="training epochs (default %(default)s)")
+    data.add_argument("--train-seed", type=int, default=TrainConfig.seed, help="seed of the models' training")
+    forget = parser.add_argument_group("forget set (choose one)")
+    which = forget.add_mutually_exclusive_group()
+    which.add_argument("--forget-class", metavar="CLASS", help="every training sample of a class (its name, or its index)")
+    which.add_argument("--forget-random", type=float, metavar="FRACTION", help="a random share of the training set, e.g. 0.05")
+    which.add_argument("--forget-ids", metavar="FILE", help="a text file of training-sample ids (spaces, commas or lines)")
+    forget.add_argument("--rho", type=float, help="with --forget-class: swap this share of the class for other classes "
+                        "(0 easy, 1 hard)")
+    forget.add_argument("--forget-seed", type=int, default=DEFAULTS.seed, help="seed of --forget-random and --rho")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by run and sweep: how long, where stored, what is measured."""
+    group = parser.add_argument_group("running")
+    group.add_argument("--steps", type=_count, default=100, help="most steps to take (default %(default)s)")
+    group.add_argument("--until", choices=STOP_CONDITIONS, help="stop early after the first infeasible step, or once "
+                       "degradation of the retain loss becomes unavoidable")
+    group.add_argument("--set", type=_setting, action="append", default=[], metavar="NAME=VALUE",
+                       help="change a method setting, e.g. --set lr=0.02 --set split=equal (repeatable; "
+                       "in a sweep, each setting goes to every method that has it)")
+    group.add_argument("--retain-batch-size", type=_count, default=DEFAULTS.retain_batch_size,
+                       help="retain samples drawn per step (default %(default)s)")
+    group.add_argument("--no-eval", action="store_true", help="skip the final evaluation (no retrain reference needed)")
+    group.add_argument("--store", metavar="DIR", help="run store folder (default $HAMU_DATA_DIR or ~/.cache/hamu-studio)")
+    group.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="HAMU Studio without a browser: train models, run and sweep unlearning "
+                     "methods, and export reports of stored runs.", epilog=EXAMPLES,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{train,run,sweep,list,report}")
+    store_only = argparse.ArgumentParser(add_help=False)
+    store_only.add_argument("--store", metavar="DIR", help="run store folder (default $HAMU_DATA_DIR)")
+    train = verbs.add_parser("train", help="train the original model and the retrain reference",
+                             description="Train (or load from the disk cache) the original model and the retrain "
+                             "reference for a dataset and forget set.")
+    _add_experiment_options(train)
+    run = verbs.add_parser("run", help="run one method on a forget set and store it",
+                           description="Run one unlearning method on a forget set, storing every step; prints the run "
+                           "id and the final numbers against the retrain reference.",
+                           epilog="methods:\n" + "\n".join(f"  {name:<9} {text}" for name, text in METHOD_HELP.items()),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--method", default=DEFAULTS.method, choices=list(METHODS), metavar="METHOD",
+                     help=f"the unlearning method, listed below (default {DEFAULTS.method})")
+    run.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the run's batches")
+    run.add_argument("--label", default="", help="a name for the run in the run list")
+    _add_experiment_options(run)
+    _add_run_options(run)
+    sweep = verbs.add_parser("sweep", help="run methods x constraints x seeds in parallel",
+                             description="Run every method x constraint x seed as its own stored run, in parallel "
+                             "worker processes, and print a summary table. Constraints apply to hamu-q/hamu-u only.")
+    sweep.add_argument("--methods", type=_listing(str), default=[DEFAULTS.method], help="comma-separated methods")
+    sweep.add_argument("--constraints", type=_listing(float), default=[], help="comma-separated constraints B")
+    sweep.add_argument("--seeds", type=_listing(int), default=[DEFAULTS.seed], help="comma-separated seeds")
+    sweep.add_argument("--workers", type=_count, default=1, help="worker processes (default 1)")
+    sweep.add_argument("--csv", metavar="FILE", help="also write the summary table to this CSV file")
+    _add_experiment_options(sweep)
+    _add_run_options(sweep)
+    verbs.add_parser("list", parents=[store_only], help="list stored runs, newest first")
+    report = verbs.add_parser("report", parents=[store_only], help="export a stored run as HTML, JSON or CSV",
+                              description="Export the audit report of a stored run (an id or a unique prefix of one).")
+    report.add_argument("run_id", help="the run's id, or a unique prefix of it (see the list verb)")
+    report.add_argument("--format", action="append", choices=REPORT_FORMATS, dest="formats",
+                        help="html, json (settings, metrics, history) or csv (one row per step); repeatable; default all")
+    report.add_argument("--out-dir", default=".", help="folder for the files (default: the current folder)")
+    return parser
+
+
+def _spec(args: argparse.Namespace, method: str = DEFAULTS.method, seed: int = DEFAULTS.seed, settings: tuple = ()):
+    from hamu_core.experiment import ExperimentSpec, ForgetChoice
+
+    if args.rho is not None and args.forget_class is None:
+        raise UsageError("--rho needs --forget-class")
+    if args.forget_class is not None:
+        forget = ForgetChoice("rho" if args.rho is not None else "class", cls=args.forget_class, rho=args.rho,
+                              seed=args.forget_seed)
+    elif args.forget_random is not None:
+        forget = ForgetChoice("random", fraction=args.forget_random, seed=args.forget_seed)
+    elif args.forget_ids is not None:
+        if not Path(args.forget_ids).is_file():
+            raise UsageError(f"no forget-ids file at {args.forget_ids}")
+        text = Path(args.forget_ids).read_text().replace(",", " ").split()
+        try:
+            forget = ForgetChoice("ids", ids=tuple(int(t) for t in text))
+        except ValueError:
+            raise UsageError(f"{args.forget_ids}: expected whole-number sample ids") from None
+    else:
+        raise UsageError("choose a forget set with --forget-class, --forget-random or --forget-ids")
+    return ExperimentSpec(forget=forget, dataset=args.dataset, data_file=args.data,
+                          model=ModelConfig(arch=args.arch), train=TrainConfig(epochs=args.epochs, seed=args.train_seed),
+                          method=method, settings=settings, seed=seed,
+                          retain_batch_size=getattr(args, "retain_batch_size", DEFAULTS.retain_batch_size))
+
+
+def _store(folder: str | None):
+    from hamu_core.store import RunStore
+
+    if folder is not None and not Path(folder).exists():
+        Path(folder).mkdir(parents=True)
+    return RunStore(folder)
+
+
+def _resolve(store, prefix: str) -> str:
+    matches = [rid for rid in store.list_runs()["id"] if rid.startswith(prefix)]
+    if len(matches) != 1:
+        raise UsageError(f"no run {prefix!r} in {store.path}" if not matches else
+                         f"{prefix!r} matches {len(matches)} runs; give more of the id")
+    return matches[0]
+
+
+def _print_metrics(metrics: dict) -> None:
+    for name, value in metrics.items():
+        print(f"  {name:<18} {value:.4f}" if isinstance(value, float) else f"  {name:<18} {value}")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from hamu_core.experiment import prepare
+    from hamu_core.metrics import sample_outputs
+
+    spec = _spec(args)
+    prepared = prepare(spec, progress=TextProgress())
+    for role, model in (("original", prepared.original), ("retrain", prepared.retrain)):
+        accuracy = sample_outputs(model, prepared.data, prepared.data.test_ids).accuracy
+        print(f"{role:<9} test accuracy {accuracy:.4f}")
+    print(f"forget set: {len(prepared.forget_ids)} samples ({spec.forget.describe()})")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hamu_core.experiment import execute
+
+    spec = _spec(args, args.method, args.seed, tuple(args.set))
+    with _store(args.store) as store:
+        outcome = execute(spec, store, steps=args.steps, stop_when=args.until, with_eval=not args.no_eval,
+                          label=args.label, progress=TextProgress(not args.quiet))
+    print(f"run_id: {outcome.run_id}")
+    print(f"status: {outcome.status}, {outcome.steps} steps" + (f" ({outcome.stop_reason})" if outcome.stop_reason else ""))
+    _print_metrics(outcome.metrics)
+    return 0 if outcome.status == "finished" else 1
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from hamu_core.sweep import run_sweep, sweep_specs
+
+    specs = sweep_specs(_spec(args), args.methods, args.constraints, args.seeds, dict(args.set))
+    with _store(args.store) as store:
+        path = store.path
+    table = run_sweep(specs, str(path), steps=args.steps, stop_when=args.until, workers=args.workers,
+                      with_eval=not args.no_eval, progress=TextProgress(not args.quiet))
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"summary written to {args.csv}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    with _store(args.store) as store:
+        runs = store.list_runs()
+    print(runs.to_string(index=False) if len(runs) else f"no runs in {store.path}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from hamu_core.experiment import stored_report
+
+    with _store(args.store) as store:
+        stored = store.get_run(_resolve(store, args.run_id))
+    report, out = stored_report(stored), Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    texts = {"html": report.to_html, "json": report.to_json, "csv": report.history_csv}
+    for fmt in args.formats or REPORT_FORMATS:
+        path = out / f"run-{stored.id}.{fmt}"
+        path.write_text(texts[fmt](), encoding="utf-8")
+        print(path)
+    return 0
+
+
+VERBS = {"train": _train, "run": _run, "sweep": _sweep, "list": _list, "report": _report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the verb; a user mistake prints one line and returns 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return VERBS[args.verb](args)
+    except (UsageError, *USER_ERRORS) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"{PROG} {args.verb}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.verb}: interrupted; finished steps are stored", file=sys.stderr)
+        return 130

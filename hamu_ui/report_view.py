@@ -1,0 +1,154 @@
+"""The Report page's pieces: the verdict, the key numbers, the charts, the downloads and the run list.
+
+The verdict and every number come from ``hamu_core.metrics`` (``evaluate``, ``verdict``),
+judged against the retrain reference; the downloads are ``hamu_core.report``'s three forms
+of the same data, so the CSV, the JSON and the HTML page agree with the screen and with the
+CLI's report of the same stored run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+
+import pandas as pd
+import streamlit as st
+from plotly.offline import get_plotlyjs
+
+from hamu_core.metrics import Evaluation, verdict
+from hamu_core.models import model_fingerprint
+from hamu_core.report import DEFINITIONS, KEY_NUMBERS, Report, build_report
+from hamu_core.selection import describe_selection
+from hamu_ui import cache, runs, stepper
+from hamu_ui.session import StudioSession
+from hamu_ui.widgets import Workspace
+
+LIGHTS = {"green": ("green", "as retraining"), "amber": ("orange", "some way off"), "red": ("red", "far off")}
+MODELS = {"original": "Original", "current": "This model", "retrain": "Retrain reference"}
+CONFIRM_KEY = "report.confirm_delete"
+
+
+def run_evaluation(session: StudioSession, ws: Workspace, reference: cache.TrainedModel | None) -> Evaluation:
+    """The live run's current model evaluated on every sample (cached per weights)."""
+    model = session.live.run.model_
+    return cache.evaluation(ws.source, model_fingerprint(model), reference.key if reference else "none",
+                            ws.original.key, session.forget_key, session.seed, ws.data, model,
+                            reference.model if reference else None, ws.original.model, session.forget_ids)
+
+
+def show_verdict(evaluation: Evaluation) -> dict:
+    """The three findings, each with a coloured badge; returns them as plain data for the report.
+
+    Badges rather than ``st.error`` boxes: a red finding is a result, not a failure of the app.
+    """
+    findings = asdict(verdict(evaluation))
+    for finding in findings.values():
+        colour, words = LIGHTS[finding["status"]]
+        st.container(border=True).markdown(f"**{finding['question']}** :{colour}-badge[{words}] {finding['sentence']}")
+    return findings
+
+
+def numbers_table(evaluation: dict) -> pd.DataFrame:
+    """``report.KEY_NUMBERS`` for each model evaluated, with this model's gap to the retrain reference."""
+    rows = []
+    for label, key, sub, percent in KEY_NUMBERS:
+        values = {name: (evaluation[model] or {}).get(key) for model, name in MODELS.items() if evaluation.get(model)}
+        values = {name: v.get(sub) if isinstance(v, dict) else v for name, v in values.items()}
+        current, target = values.get(MODELS["current"]), values.get(MODELS["retrain"])
+        gap = current - target if current is not None and target is not None else None
+        cells = {name: _number(v, percent) for name, v in values.items()}
+        gap_text = "—" if gap is None else f"{100 * gap:+.1f} points" if percent else f"{gap:+.3g}"
+        rows.append({"Metric": label, **cells, "Gap to retrain": gap_text})
+    return pd.DataFrame(rows).set_index("Metric")
+
+
+def _number(value, percent: bool) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{value:.1%}" if percent else f"{value:.3g}"
+
+
+def key_numbers(evaluation: Evaluation) -> None:
+    st.dataframe(numbers_table(evaluation.to_dict()))
+    with st.expander("What these numbers mean"):
+        st.markdown("\n\n".join(f"**{term}** — {text}" for term, text in DEFINITIONS))
+
+
+def build(session: StudioSession, ws: Workspace, evaluation: Evaluation, findings: dict, figures: dict) -> Report:
+    """The run's report: settings, data, forget set, every step, the evaluation, the verdict and the charts."""
+    live = session.live
+    summary = describe_selection(ws.data, session.forget_ids)
+    settings = {**live.run.rule.settings(), "seed": live.run.seed, "retain_batch_size": live.run.retain_batch_size,
+                "run_id": live.run_id, "steps": len(live.history)}
+    return build_report(
+        settings=settings, dataset={**session.provenance(ws.data), "sizes": evaluation.sizes},
+        forget={"size": summary.size, "class_mix": summary.class_mix, "ids": session.forget_ids.tolist()},
+        history=[record.to_dict() for record in live.history], evaluation=evaluation.to_dict(), verdict=findings,
+        figures_html={caption: figure.to_html(full_html=False, include_plotlyjs=False)
+                      for caption, figure in figures.items()},
+        plotlyjs=get_plotlyjs(),
+    )
+
+
+def show_report(session: StudioSession, ws: Workspace, reference: cache.TrainedModel | None) -> None:
+    """Verdict, key numbers beside the retrain reference's, the run's charts, and the three downloads."""
+    live = session.live
+    with st.spinner("Evaluating the current model on every sample (membership attacks included)…"):
+        evaluation = run_evaluation(session, ws, reference)
+    st.subheader(f"Verdict after {len(live.history)} {live.method.upper()} steps")
+    findings = show_verdict(evaluation)
+    st.subheader("Key numbers")
+    key_numbers(evaluation)
+    st.subheader("Charts")
+    point = None if reference is None else cache.model_point(ws.source, reference.key, session.forget_key, session.seed,
+                                                             ws.data, reference.model, session.forget_ids)
+    figures = stepper.run_figures(live, point)
+    columns = [column for _ in range(math.ceil(len(figures) / 2)) for column in st.columns(2)]
+    for index, (column, figure) in enumerate(zip(columns, figures.values())):
+        column.plotly_chart(figure, key=f"report.chart{index}")
+    report = build(session, ws, evaluation, findings, figures)
+    st.subheader("Downloads")
+    name = f"hamu-run-{live.run_id or 'unsaved'}"
+    columns = st.columns(3)
+    columns[0].download_button("Run history (CSV)", report.history_csv(), f"{name}.csv", "text/csv",
+                               key="report.csv", help="One row per step: the step's record.")
+    columns[1].download_button("Settings and metrics (JSON)", report.to_json(), f"{name}.json", "application/json",
+                               key="report.json", help="Settings, data, forget set, evaluation, verdict and history.")
+    columns[2].download_button("Report (HTML)", report.to_html(), f"{name}.html", "text/html", key="report.html",
+                               help="One self-contained page with the charts; opens offline.")
+
+
+def _delete(session: StudioSession, run_id: str) -> None:
+    runs.delete(session, run_id)
+    st.session_state[CONFIRM_KEY] = False
+
+
+def run_list(session: StudioSession) -> None:
+    """Every stored run: reopen one (an interrupted one resumes), or delete one after a confirmation."""
+    st.subheader("Stored runs")
+    store = runs.store_or_warn()
+    if store is None:
+        return
+    store.mark_interrupted()
+    table = store.list_runs()
+    if table.empty:
+        st.caption("No stored runs yet: a run is stored from its first step on the Unlearn page.")
+        return
+    interrupted = int((table["status"] == "interrupted").sum())
+    if interrupted:
+        st.warning(f"{interrupted} run(s) were interrupted (the server stopped mid-run). Open one to resume it: "
+                   "its steps are replayed and checked, then you can go on stepping.")
+    st.dataframe(table.assign(id=table["id"].str[:8]), hide_index=True)
+    ids = table["id"].tolist()
+    labels = {run_id: runs.run_label(row) for run_id, row in zip(ids, table.to_dict("records"))}
+    current = session.live.run_id if session.live else None
+    chosen = st.selectbox("Run", ids, index=ids.index(current) if current in ids else 0, format_func=labels.get,
+                          key="report.run")
+    status = table.set_index("id").loc[chosen, "status"]
+    open_col, confirm_col, delete_col = st.columns(3)
+    open_col.button("Resume" if status == "interrupted" else "Open", key="report.open", disabled=chosen == current,
+                    on_click=runs.request_reopen, args=(session, chosen),
+                    help="Make this the live run: restores its data, model, forget set and settings.")
+    sure = confirm_col.checkbox("Yes, delete it for good", key=CONFIRM_KEY)
+    delete_col.button("Delete", key="report.delete", disabled=not sure, on_click=_delete, args=(session, chosen),
+                      help="Removes the run, its steps and checkpoints from the store.")

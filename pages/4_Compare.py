@@ -1,0 +1,24 @@
+"""Compare: several methods (and HAMU over a range of constraints) on one forget set, and their frontier."""
+
+import streamlit as st
+
+from hamu_ui import compare_view, widgets
+from hamu_ui.session import get_session
+
+session = get_session()
+st.title("Compare")
+with widgets.status_line(session):
+    ws = widgets.workspace_with_forget_set(session)
+    reference = widgets.retrain_reference(session, ws)
+    st.caption("Every method starts from the same original model and sees the same forget set and the same "
+               "retain batch at every step, so the paths differ only by the method.")
+
+    specs = compare_view.choose_specs(session)
+    steps = st.number_input("Steps per method", 1, 1000, compare_view.DEFAULT_STEPS, key="compare.steps",
+                            help="Each method takes this many steps (fewer if it stops or fails).")
+    if st.button("Run the comparison", key="compare.run", type="primary", disabled=not specs):
+        compare_view.run(session, ws, specs, int(steps))
+    result = compare_view.stored(session, ws)
+    if result is None:
+        st.stop()
+    compare_view.show(session, ws, result, reference)

@@ -1,0 +1,38 @@
+"""Inspect: what unlearning changed, original model against the current run, the retrain reference beside both."""
+
+import streamlit as st
+
+from hamu_ui import inspect_view, widgets
+from hamu_ui.session import get_session
+
+session = get_session()
+st.title("Inspect")
+with widgets.status_line(session):
+    ws = widgets.workspace_with_forget_set(session)
+    reference = widgets.retrain_reference(session, ws)
+    models = inspect_view.models(session, ws, reference)
+    if "current" not in models:
+        st.info("No unlearning run yet: run **Unlearn** first to see what changes. "
+                "Until then the views below show the original model"
+                + (" beside the retrain reference." if reference is not None else "."))
+    else:
+        st.caption(f"Current model: {session.live.method.upper()} after {len(session.live.history)} steps "
+                   f"(run `{session.live.run_id}`). Every number stands beside the retrain reference's, the model "
+                   "trained without the forget set: the target of unlearning.")
+    try:
+        outputs = inspect_view.outputs(session, ws, models)
+    except ValueError as err:
+        st.error(f"The models cannot be inspected on this forget set: {err}")
+        st.stop()
+
+    st.subheader("Before and after: how the model sees the data")
+    inspect_view.twin_embedding(session, ws, models)
+
+    st.subheader("Accuracy per class")
+    inspect_view.class_bars(ws, outputs)
+
+    st.subheader("Membership attack: can the forget set still be told apart from unseen data?")
+    inspect_view.attack_view(ws, outputs)
+
+    st.subheader("Collateral damage: retain samples that look like the forget set")
+    inspect_view.collateral(session, ws, outputs)

@@ -1,0 +1,18 @@
+"""Report: the verdict in plain words, the key numbers beside the retrain reference's, downloads, stored runs."""
+
+import streamlit as st
+
+from hamu_ui import report_view, widgets
+from hamu_ui.session import get_session
+
+session = get_session()
+st.title("Report")
+with widgets.status_line(session):
+    widgets.show_notices(session)
+    ws = widgets.load_workspace(session)
+    if ws is not None and session.live is not None and session.live.history:
+        report_view.show_report(session, ws, widgets.retrain_reference(session, ws))
+    else:
+        st.info("Nothing to report yet: take a few steps on **Unlearn**, or open a stored run below.")
+    st.divider()
+    report_view.run_list(session)

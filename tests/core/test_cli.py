@@ -1,0 +1,148 @@
+"""The command line through real subprocesses: help, train → run → report, bad arguments, a
+parallel sweep, and a stored CLI run replayed to the same history.
+
+Digits with a 2-epoch recipe keeps every model small; models and runs live in a temporary
+HAMU_DATA_DIR shared by this module, so the models are trained once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hamu_core.experiment import ExperimentSpec, ForgetChoice, prepare
+from hamu_core.models import ModelConfig
+from hamu_core.store import RunStore, replay_run
+from hamu_core.training import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = ["--dataset", "digits", "--epochs", "2", "--forget-class", "3"]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("hamu-cli")
+
+
+def cli(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HAMU_DATA_DIR": str(home), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "hamu_core", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def trained(home) -> subprocess.CompletedProcess:
+    return cli(home, "train", *RECIPE)
+
+
+@pytest.fixture(scope="module")
+def stored_run(home, trained) -> tuple[str, subprocess.CompletedProcess]:
+    done = cli(home, "run", *RECIPE, "--method", "hamu-q", "--steps", "12", "--seed", "2", "--set", "constraint=0.01",
+               "--quiet")
+    assert done.returncode == 0, done.stderr
+    run_id = next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("run_id:"))
+    return run_id, done
+
+
+def test_help_names_every_verb_with_examples(home):
+    done = cli(home, "--help")
+    assert done.returncode == 0
+    for verb in ("train", "run", "sweep", "report", "examples:"):
+        assert verb in done.stdout
+    run_help = cli(home, "run", "--help")
+    assert run_help.returncode == 0 and "--forget-class" in run_help.stdout and "hamu-q" in run_help.stdout
+
+
+def test_train_reports_both_models(trained, home):
+    assert trained.returncode == 0, trained.stderr
+    assert "original" in trained.stdout and "retrain" in trained.stdout
+    assert len(list((home / "models").glob("digits-*.pt"))) == 2
+
+
+def test_run_is_stored_with_every_step_and_an_evaluation(stored_run, home):
+    run_id, done = stored_run
+    assert "forget_acc" in done.stdout and "retrain_forget_acc" in done.stdout
+    with RunStore(home) as store:
+        stored = store.get_run(run_id)
+    assert stored.status == "finished" and stored.seed == 2
+    assert [r["step"] for r in stored.history] == list(range(1, 13))
+    assert stored.settings["method"] == "hamu-q" and stored.settings["constraint"] == 0.01
+    assert "evaluation" in stored.evaluations[-1] and stored.evaluations[-1]["step"] == 12
+
+
+def test_report_writes_html_json_and_csv_for_a_run_prefix(stored_run, home, tmp_path):
+    run_id, _ = stored_run
+    done = cli(home, "report", run_id[:10], "--out-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    html = (tmp_path / f"run-{run_id}.html").read_text()
+    assert "<!DOCTYPE html>" in html and run_id in html
+    report = json.loads((tmp_path / f"run-{run_id}.json").read_text())
+    assert len(report["history"]) == 12 and report["evaluation"]["current"]["accuracy"]["forget"] is not None
+    assert len(pd.read_csv(tmp_path / f"run-{run_id}.csv")) == 12
+
+
+def test_stored_cli_run_replays_to_the_same_history(stored_run, home, monkeypatch):
+    run_id, _ = stored_run
+    monkeypatch.setenv("HAMU_DATA_DIR", str(home))
+    spec = ExperimentSpec(forget=ForgetChoice("class", cls="3"), model=ModelConfig(), train=TrainConfig(epochs=2))
+    prepared = prepare(spec, with_retrain=False)
+    with RunStore(home) as store:
+        stored = store.get_run(run_id)
+    retain = prepared.data.tensors(sorted(set(prepared.data.train_ids) - set(stored.forget_ids)))
+    replayed = replay_run(stored, prepared.original, retain, prepared.data.tensors(list(stored.forget_ids)))
+    assert len(replayed.history_) == 12  # replay_run raises ReplayMismatch on any differing step
+
+
+def write_ids(path: Path, ids) -> str:
+    path.write_text(",".join(str(i) for i in ids))
+    return str(path)
+
+
+def all_train_ids_file(tmp_path: Path) -> str:
+    from hamu_core.builtin_data import load_digits_data
+    return write_ids(tmp_path / "all.txt", load_digits_data().train_ids)
+
+
+BAD = {
+    "unknown method": (["run", *RECIPE, "--method", "nope"], "invalid choice: 'nope'"),
+    "negative steps": (["run", *RECIPE, "--steps", "-5"], "--steps"),
+    "unknown run id": (["report", "feedface"], "no run 'feedface'"),
+    "unknown dataset": (["run", "--dataset", "imagenet", "--forget-class", "1"], "invalid choice: 'imagenet'"),
+    "no forget set": (["run", "--epochs", "2"], "choose a forget set"),
+    "empty forget set": (["run", "--epochs", "2", "--forget-ids", "EMPTY"], "empty"),
+    "whole training set": (["run", "--epochs", "2", "--forget-ids", "ALL"], "whole training set"),
+    "bad setting": (["run", *RECIPE, "--set", "lr=-1"], "lr must be"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_arguments_exit_2_with_one_clear_line(case, trained, home, tmp_path):
+    args, expected = BAD[case]
+    files = {"EMPTY": lambda: write_ids(tmp_path / "empty.txt", []), "ALL": lambda: all_train_ids_file(tmp_path)}
+    done = cli(home, *(files[a]() if a in files else a for a in args))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0] and expected in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_sweep_stores_one_run_per_method_constraint_and_seed(trained, home, tmp_path):
+    table_file = tmp_path / "sweep.csv"
+    done = cli(home, "sweep", *RECIPE, "--methods", "hamu-q,gdiff", "--constraints", "0.01,0.02", "--seeds", "0,1",
+               "--steps", "3", "--workers", "2", "--no-eval", "--store", str(tmp_path / "store"), "--csv", str(table_file),
+               "--quiet")
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(table_file)
+    assert len(table) == 6  # hamu-q: 2 constraints x 2 seeds; gdiff has no constraint: 2 seeds
+    with RunStore(tmp_path / "store") as store:
+        runs = {rid: store.get_run(rid) for rid in store.list_runs()["id"]}
+    assert set(runs) == set(table["run_id"])
+    cells = sorted((r.settings["method"], r.settings.get("constraint"), r.seed) for r in runs.values())
+    assert cells == sorted([("hamu-q", c, s) for c in (0.01, 0.02) for s in (0, 1)] + [("gdiff", None, s) for s in (0, 1)])
+    assert all(r.status == "finished" and len(r.history) == 3 for r in runs.values())
