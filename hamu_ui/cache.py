@@ -39,6 +39,9 @@ from hamu_core.uploads import load_upload
 from hamu_ui.session import Upload, measure, measured_splits
 
 EMBED_MAX_POINTS = {"pca": 10_000, "tsne": 2_000, "umap": 5_000}  # a seeded subset beyond this
+# The map choices as offered to users; UMAP's first fit in a process compiles numba code
+# (tens of seconds on two cores, bench/bench_eval.py), later fits take seconds.
+MAP_CHOICES = {"pca": "PCA (instant)", "tsne": "t-SNE (seconds)", "umap": "UMAP (first use compiles: up to a minute)"}
 HARDNESS_MAX_POINTS = 5_000  # samples scored for hardness, and behind g_r (a seeded subset beyond this)
 MODEL_STORE_SIZE = 24  # trained models kept in memory (one original, one retrain per forget set)
 

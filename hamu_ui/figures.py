@@ -61,6 +61,7 @@ def embedding_figure(frame: pd.DataFrame, colour_by: str = "class", hover: pd.Se
         for label, group in frame.groupby("label", sort=True):
             _add_points(fig, scatter, group, str(group["class_name"].iloc[0]), palette[int(label) % len(palette)])
     fig.update_layout(**_LAYOUT, height=560, dragmode="lasso", legend=dict(orientation="h", y=-0.02),
+                      hoverlabel=dict(font_family="DejaVu Sans Mono, Liberation Mono, monospace"),
                       xaxis=dict(visible=False), yaxis=dict(visible=False), clickmode="event+select")
     return fig
 

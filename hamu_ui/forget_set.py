@@ -43,13 +43,34 @@ def apply_chart_selection(session: StudioSession, data: LabelledData, action: st
     return int(ids[0])
 
 
+SHADES = " ░▒▓█"  # darkest last: a pixel's intensity picks one, doubled so cells look square
+GLYPH_ROWS = 10  # larger images are box-averaged down to this many rows, keeping hover text small
+
+
+def image_glyphs(pixels: np.ndarray, max_rows: int = GLYPH_ROWS) -> str:
+    """An (h, w) uint8 image drawn in shade characters, one ``<br>`` per row.
+
+    Plotly's hover boxes cannot hold pictures, but they can hold text in a monospace font:
+    this lets a user see the digit or garment under the cursor while lassoing, not only its id.
+    """
+    h, w = pixels.shape
+    factor = max(1, -(-h // max_rows))  # ceil(h / max_rows)
+    rows, cols = h // factor, w // factor
+    blocks = pixels[:rows * factor, :cols * factor].reshape(rows, factor, cols, factor).mean(axis=(1, 3))
+    levels = np.minimum((blocks / 256 * len(SHADES)).astype(int), len(SHADES) - 1)
+    return "<br>".join("".join(SHADES[v] * 2 for v in row) for row in levels)
+
+
 def hover_text(data: LabelledData, frame: pd.DataFrame) -> pd.Series | None:
-    """Hover lines showing each text sample's words (images and tables use the default hover)."""
-    if data.texts is None:
+    """Hover text showing the sample itself: its words for text, its picture in shade characters for images."""
+    if data.texts is None and data.images is None:
         return None
-    texts = np.asarray(data.texts, dtype=object)[data.rows(frame["id"].to_numpy())]
-    return ("id " + frame["id"].astype(str) + " · " + frame["class_name"].astype(str) + "<br>"
-            + [t[:90] + ("…" if len(t) > 90 else "") for t in texts])
+    head = "id " + frame["id"].astype(str) + " · " + frame["class_name"].astype(str) + "<br>"
+    rows = data.rows(frame["id"].to_numpy())
+    if data.texts is not None:
+        texts = np.asarray(data.texts, dtype=object)[rows]
+        return head + [t[:90] + ("…" if len(t) > 90 else "") for t in texts]
+    return head + [image_glyphs(data.images[row]) for row in rows]
 
 
 def selection_tools(session: StudioSession, data: LabelledData, hardness: cache.Hardness) -> None:

@@ -22,7 +22,6 @@ from hamu_ui.comparison_figures import attack_histogram, class_accuracy_figure, 
 from hamu_ui.session import StudioSession
 from hamu_ui.widgets import Workspace
 
-MAPS = {"pca": "PCA (instant)", "tsne": "t-SNE (seconds)", "umap": "UMAP (first time ~10 s)"}
 STATISTICS = {"loss": "loss −log p(label)", "entropy": "prediction entropy"}
 NEIGHBOURS = 5  # retain neighbours per forget sample in the collateral-damage view
 SHOWN = 6  # sample thumbnails per list
@@ -71,9 +70,9 @@ def twin_embedding(session: StudioSession, ws: Workspace, chosen: Models) -> Non
     if "current" not in chosen:
         st.caption("The twin maps appear once there is an unlearning run.")
         return
-    method = st.radio("Map", list(MAPS), format_func=MAPS.get, key="inspect.map", horizontal=True,
-                      help="Both models' last hidden layer, mapped to 2-D; the right map is rotated onto the left.")
-    with st.spinner(f"Computing both {MAPS[method]} maps…"):
+    method = st.radio("Map", list(cache.MAP_CHOICES), format_func=cache.MAP_CHOICES.get, key="inspect.map",
+                      horizontal=True, help="Both models' last hidden layer, mapped to 2-D; the right map is rotated onto the left.")
+    with st.spinner(f"Computing both {cache.MAP_CHOICES[method]} maps…"):
         frame = cache.linked_embedding(ws.source, chosen["original"].key, chosen["current"].key, session.forget_key,
                                        method, session.seed, ws.data, chosen["original"].model,
                                        chosen["current"].model, session.forget_ids)

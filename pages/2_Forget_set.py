@@ -9,7 +9,6 @@ from hamu_ui import cache, forget_set, widgets
 from hamu_ui.figures import COLOUR_BY, class_mix_figure, embedding_figure, hardness_histogram
 from hamu_ui.session import get_session
 
-MAPS = {"pca": "PCA (instant)", "tsne": "t-SNE (seconds)", "umap": "UMAP (first time ~10 s)"}
 ACTIONS = {"add": "add to forget set", "remove": "remove from it", "look": "just look"}
 
 session = get_session()
@@ -21,8 +20,8 @@ with widgets.status_line(session):
     data, model = ws.data, ws.original
 
     controls = st.columns([1.3, 1.3, 1.4])
-    projection = controls[0].radio("Map", list(MAPS), format_func=MAPS.get, key="forget.map", horizontal=True,
-                                   help="A 2-D map of the model's last hidden layer: nearby points look alike to the model.")
+    projection = controls[0].radio("Map", list(cache.MAP_CHOICES), format_func=cache.MAP_CHOICES.get,
+                                   key="forget.map", horizontal=True, help="A 2-D map of the model's last hidden layer: nearby points look alike to the model.")
     colour_by = controls[1].radio("Colour by", COLOUR_BY, key="forget.colour", horizontal=True,
                                   help="hardness: cos θ between a sample's gradient and the retain gradient.")
     action = controls[2].radio("Lasso, box or click to…", list(ACTIONS), format_func=ACTIONS.get, key="forget.action",
@@ -31,7 +30,7 @@ with widgets.status_line(session):
     session.focus_id = focus if focus is not None else session.focus_id
 
     hard = cache.hardness(ws.source, model.key, session.forget_key, session.seed, data, model.model, session.forget_ids)
-    with st.spinner(f"Computing the {MAPS[projection]} map…"):
+    with st.spinner(f"Computing the {cache.MAP_CHOICES[projection]} map…"):
         frame = cache.embedding(ws.source, model.key, projection, session.seed, data, model.model)
     annotated = annotate(frame, session.forget_ids, hard.samples.set_index("id")[["kappa", "cos"]])
     chart_col, side_col = st.columns([3, 2])
