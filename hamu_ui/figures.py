@@ -8,12 +8,14 @@ selection event, so the encoding lives in one file.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.colors import qualitative
 
 from hamu_core.hardness import EASY_COS, HARD_COS
@@ -31,6 +33,27 @@ REGION_COLOURS = {"direct": "rgba(44,160,44,0.12)", "rectified": "rgba(31,119,18
 COLOUR_BY = ("class", "forget / retain", "hardness")
 SVG_LIMIT = 5000  # above this many points the embedding is drawn with WebGL
 _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10))
+
+
+@functools.cache
+def _template(name: str) -> dict:
+    return pio.templates[name].to_plotly_json()
+
+
+def _figure(traces: list, layout: dict) -> go.Figure:
+    """``go.Figure(traces, layout)``, the same figure at a tenth of the cost.
+
+    Plotly deep-copies and validates the whole named template (most of a small figure)
+    on every figure, about 20 ms each; the Unlearn page redraws four on every step. The
+    layout without it is still validated; the template, valid once, is attached as is (the
+    figure copies it). Later edits, e.g. ``update_layout`` by a caller, are validated again.
+    """
+    checked = go.Layout({k: v for k, v in layout.items() if k != "template"}).to_plotly_json()
+    if "template" in layout:
+        checked["template"] = _template(layout["template"])
+    fig = go.Figure(traces, layout=checked, _validate=False)
+    fig._validate = fig.layout._validate = True
+    return fig
 
 
 def embedding_figure(frame: pd.DataFrame, colour_by: str = "class", hover: pd.Series | None = None) -> go.Figure:
@@ -141,7 +164,7 @@ def metric_curves(frame: pd.DataFrame, reference: Mapping[str, float] | None = N
                                    y0=reference[name] * scale, y1=reference[name] * scale,
                                    line=dict(color=colour, dash="dash", width=1)))
     # Both panels are laid out by hand: make_subplots and add_hline cost tens of ms per call.
-    return go.Figure(traces, layout=dict(
+    return _figure(traces, dict(
         **_LAYOUT, height=300, legend=dict(orientation="h", y=-0.25), shapes=shapes,
         title="Forget and retain, per step (dashed: retrain reference)",
         xaxis=dict(domain=[0, 0.44], title="step"), xaxis2=dict(domain=[0.56, 1], title="step", anchor="y2"),
@@ -156,19 +179,19 @@ def kappa_figure(frame: pd.DataFrame) -> go.Figure:
     stopping signal). Baselines have no branch or κ2: their κ is drawn plain.
     """
     steps = frame[frame["step"] > 0]
-    fig = go.Figure(go.Scatter(x=steps["step"], y=steps["kappa"], mode="lines", name="κ = g_r·g_f",
-                               line=dict(color="#444", width=1)))
+    traces = [go.Scatter(x=steps["step"], y=steps["kappa"], mode="lines", name="κ = g_r·g_f",
+                         line=dict(color="#444", width=1))]
     if steps["kappa2"].notna().any():
-        fig.add_trace(go.Scatter(x=steps["step"], y=steps["kappa2"], mode="lines+markers", name="κ2 (threshold)",
+        traces.append(go.Scatter(x=steps["step"], y=steps["kappa2"], mode="lines+markers", name="κ2 (threshold)",
                                  line=dict(color=SPLIT_COLOURS["forget"], dash="dash"),
                                  marker=dict(symbol="line-ew-open", size=10)))
     for branch, group in steps.groupby("branch", sort=False):
         symbol, colour = BRANCH_STYLE.get(branch, ("circle-open", "#444"))
-        fig.add_trace(go.Scatter(x=group["step"], y=group["kappa"], mode="markers", name=branch or "κ",
+        traces.append(go.Scatter(x=group["step"], y=group["kappa"], mode="markers", name=branch or "κ",
                                  marker=dict(symbol=symbol, color=colour, size=8)))
-    fig.update_layout(**_LAYOUT, height=300, title="Hardness κ per step, by branch taken",
-                      xaxis_title="step", yaxis_title="κ", legend=dict(orientation="h", y=-0.25))
-    return fig
+    return _figure(traces, dict(**_LAYOUT, height=300, title="Hardness κ per step, by branch taken",
+                                xaxis=dict(title="step"), yaxis=dict(title="κ"),
+                                legend=dict(orientation="h", y=-0.25)))
 
 
 def tradeoff_figure(paths: Mapping[str, pd.DataFrame], reference: tuple[float, float] | None = None) -> go.Figure:
@@ -177,21 +200,20 @@ def tradeoff_figure(paths: Mapping[str, pd.DataFrame], reference: tuple[float, f
     Each frame has ``step``, ``retain_loss_change`` and ``forget_loss_gain``; up and to the
     left is better (more forgetting at less cost).
     """
-    fig = go.Figure()
     palette = qualitative.D3
+    traces = []
     for i, (label, path) in enumerate(paths.items()):
-        fig.add_trace(go.Scatter(
+        traces.append(go.Scatter(
             x=path["retain_loss_change"], y=path["forget_loss_gain"], mode="lines+markers", name=label,
             customdata=path[["step"]].to_numpy(), marker=dict(size=7, color=palette[i % len(palette)]),
             hovertemplate="step %{customdata[0]}<br>retain loss %{x:+.4f}<br>forget loss %{y:+.3f}<extra></extra>"))
     if reference is not None:
-        fig.add_trace(go.Scatter(x=[reference[0]], y=[reference[1]], mode="markers", name="retrain reference",
+        traces.append(go.Scatter(x=[reference[0]], y=[reference[1]], mode="markers", name="retrain reference",
                                  marker=dict(symbol="star", size=16, color="#ff7f0e", line=dict(color="black", width=1))))
-    fig.add_vline(x=0, line=dict(color="#bbb", width=1))
-    fig.update_layout(**_LAYOUT, height=340, title="Trade-off path",
-                      xaxis_title="retain-loss change (cost)", yaxis_title="forget-loss gain (forgetting)",
-                      legend=dict(orientation="h", y=-0.25))
-    return fig
+    zero = dict(type="line", xref="x", x0=0, x1=0, yref="y domain", y0=0, y1=1, line=dict(color="#bbb", width=1))
+    return _figure(traces, dict(**_LAYOUT, height=340, title="Trade-off path", shapes=[zero],
+                                xaxis=dict(title="retain-loss change (cost)"),
+                                yaxis=dict(title="forget-loss gain (forgetting)"), legend=dict(orientation="h", y=-0.25)))
 
 
 def constraint_ratio(kappa: float, cos_rf: float, kappa2: float) -> float:
@@ -233,13 +255,13 @@ def hardness_diagram(frame: pd.DataFrame, variant: str = "hamu-q") -> go.Figure:
                   yaxis=dict(title=f"least {cost} / (R‖g‖)", range=[-1.1, 1.1]))
     steps = frame[frame["step"] > 0]
     if steps.empty:
-        return go.Figure(layout=layout)
+        return _figure([], layout)
     betas = [constraint_ratio(k, c, k2) for k, c, k2 in zip(steps["kappa"], steps["cos_rf"], steps["kappa2"])]
     beta, last = betas[-1], steps.iloc[-1]
     if not 0 <= beta <= 1:
         reason = "infeasible: no step inside the radius gains B" if beta > 1 else "no angle: a gradient vanished"
         note = dict(x=0, y=0, text=f"Step {int(last['step'])}: {reason}", showarrow=False, font=dict(size=14))
-        return go.Figure(layout={**layout, "annotations": [note]})
+        return _figure([], {**layout, "annotations": [note]})
     edge = math.sqrt(1 - beta * beta)
     regions = (("direct", -1, -beta, "left"), ("rectified", -beta, edge, "left"),
                ("collateral forgetting", edge, 1, "right"))
@@ -259,4 +281,4 @@ def hardness_diagram(frame: pd.DataFrame, variant: str = "hamu-q") -> go.Figure:
         go.Scatter(x=[last["cos_rf"]], y=[float(least_cost(last["cos_rf"], beta))], mode="markers",
                    name=f"step {int(last['step'])}", marker=dict(color="#ff7f0e", size=14, line=dict(color="black", width=1))),
     ]
-    return go.Figure(traces, layout={**layout, "shapes": shapes, "annotations": labels})
+    return _figure(traces, {**layout, "shapes": shapes, "annotations": labels})

@@ -4,6 +4,7 @@ The hardness diagram's curve is checked against the HAMU solver itself: for rand
 gradient pairs, the retain change of the solver's own step must equal ``least_cost``.
 """
 
+import json
 import math
 
 import numpy as np
@@ -16,6 +17,7 @@ from hamu_core.solver import hamu_update
 from hamu_ui.figures import (
     COLOUR_BY,
     SVG_LIMIT,
+    _figure,
     class_mix_figure,
     constraint_ratio,
     embedding_figure,
@@ -190,3 +192,15 @@ def test_class_mix_and_histogram():
     assert list(mix.data[0].x) == [12, 4]
     hist = hardness_histogram(np.array([-0.5, 0.2, 0.9]))
     assert list(hist.data[0].x) == [-0.5, 0.2, 0.9]
+
+
+def test_fast_figure_equals_plotly_s_own_build_and_still_validates_later_edits():
+    traces = [go.Scatter(x=[1, 2], y=[3, 4], name="a"), go.Bar(x=["u"], y=[1])]
+    layout = dict(template="plotly_white", height=300, title="t", xaxis=dict(title="step"),
+                  shapes=[dict(type="line", x0=0, x1=1, y0=0, y1=0)])
+    fast = _figure(traces, layout)
+    assert json.loads(fast.to_json()) == json.loads(go.Figure(traces, layout=layout).to_json())  # same content
+    with pytest.raises(ValueError):
+        fast.update_layout(height="tall")
+    fast.layout.template.layout.font.size = 99  # the cached template is not shared with the figure
+    assert _figure(traces, layout).layout.template.layout.font.size != 99
