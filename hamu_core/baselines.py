@@ -3,10 +3,16 @@
 Each baseline turns the paired gradients into a direction u and steps θ ← θ − lr·u, i.e.
 proposes Δ = −lr·u. Projections (GRU, PCGrad) use global dot products and norms over the
 whole model, so every rule here sees the same vectors HAMU's full-gradient mode sees.
+
+Every direction is built from sides no longer than ``clip_norm``: the run clips g_r and g_f,
+and the KL terms, which the run does not see, are clipped here. So ‖u‖ ≤ clip_norm and
+‖Δ‖ ≤ lr·clip_norm, which each baseline reports as its step's radius, as HAMU does, so that
+one check and one chart cover every rule.
 """
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from dataclasses import dataclass
 
@@ -23,7 +29,16 @@ class DirectionRule(UpdateRule):
 
     def propose(self, inputs: StepInputs) -> RuleStep:
         u, info = self.direction(inputs)
-        return RuleStep(delta=[-self.lr * g for g in u], info=info)
+        return RuleStep(delta=[-self.lr * g for g in u], info={"radius": self.lr * self.direction_bound(), **info})
+
+    def direction_bound(self) -> float:
+        """The largest ‖u‖ the rule can produce: clip_norm, NaN when nothing bounds u.
+
+        Every direction below weighs sides of norm ≤ clip_norm with weights summing to at
+        most 1 (FT, GA, GDiff, NegGrad+, KL, SCRUB), after projecting them first in GRU and
+        PCGrad (a projection never lengthens a vector), so this bound holds for all of them.
+        """
+        return math.nan if self.clip_norm is None else self.clip_norm
 
     @abstractmethod
     def direction(self, inputs: StepInputs) -> tuple[G.Grads, dict]:
@@ -79,13 +94,18 @@ class NegGradPlus(DirectionRule):
 
 @dataclass(frozen=True)
 class KLRetain(DirectionRule):
-    """KL: u = (g_KL − g_f)/2, where g_KL pulls retain outputs back to the original model's."""
+    """KL: u = (g_KL − g_f)/2, where g_KL pulls retain outputs back to the original model's.
+
+    g_KL is clipped to clip_norm like g_f (which the run clips): the run never sees the KL
+    term, and it grows without bound as the model leaves the original, so unclipped it
+    would make the step as long as it likes (SCRUB below diverged that way).
+    """
 
     name = "kl"
     needs_original = True
 
     def direction(self, inputs):
-        g_kl = G.kl_gradients(inputs.model, inputs.original, inputs.retain[0])
+        g_kl = G.clip(G.kl_gradients(inputs.model, inputs.original, inputs.retain[0]), self.clip_norm)
         return G.combine((0.5, g_kl), (-0.5, inputs.grads.forget)), {}
 
 
@@ -95,6 +115,13 @@ class Scrub(DirectionRule):
 
     The student stays close to the teacher (the original) on retain data and moves away
     from it on forget data; the reference's defaults α = 0.001, γ = 0.99 are kept.
+
+    Each side's whole objective is clipped to clip_norm before the two are averaged: the
+    retain side α·g_KL,r + γ·g_r and the forget side g_KL,f, as the run clips g_r and g_f for
+    the other rules. The KL gradients never pass the run's clipping, and ‖g_KL,f‖ grows as
+    the student leaves the teacher (about 39 at step 50 on digits with clip_norm 1): without
+    this clip the Studio's default SCRUB run on digits diverged (step 78 at lr 0.01, step 23
+    at lr 0.05).
     """
 
     name = "scrub"
@@ -110,11 +137,9 @@ class Scrub(DirectionRule):
 
     def direction(self, inputs):
         g_kl_retain = G.kl_gradients(inputs.model, inputs.original, inputs.retain[0])
-        g_kl_forget = G.kl_gradients(inputs.model, inputs.original, inputs.forget[0])
-        u = G.combine(
-            (0.5 * self.alpha, g_kl_retain), (0.5 * self.gamma, inputs.grads.retain), (-0.5, g_kl_forget)
-        )
-        return u, {}
+        retain_side = G.clip(G.combine((self.alpha, g_kl_retain), (self.gamma, inputs.grads.retain)), self.clip_norm)
+        forget_side = G.clip(G.kl_gradients(inputs.model, inputs.original, inputs.forget[0]), self.clip_norm)
+        return G.combine((0.5, retain_side), (-0.5, forget_side)), {}
 
 
 def _conflict(retain_dot_forget: float, conflict_test: str) -> bool:
@@ -134,6 +159,13 @@ def _check_projection_settings(conflict_test: str, tau: float | None) -> None:
         raise ValueError(f"conflict_test must be one of {CONFLICT_TESTS}, got {conflict_test!r}")
     if tau is not None:
         check_positive("tau", tau)
+
+
+def _tighter(bound: float, tau: float | None) -> float:
+    """The smaller of a bound on ‖u‖ (NaN: none) and the cap τ (None: none)."""
+    if tau is None:
+        return bound
+    return tau if math.isnan(bound) else min(bound, tau)
 
 
 @dataclass(frozen=True)
@@ -158,6 +190,9 @@ class GradientRectified(DirectionRule):
         conflict = _conflict(d, self.conflict_test)
         a = G.combine((1.0, g_f), (-d / max(G.dot(g_r, g_r), EPS), g_r)) if conflict else G.combine((1.0, g_f))
         return G.combine((-1.0, G.clip(a, self.tau))), {"conflict": conflict}
+
+    def direction_bound(self) -> float:
+        return _tighter(super().direction_bound(), self.tau)
 
 
 @dataclass(frozen=True)
@@ -188,3 +223,6 @@ class PCGrad(DirectionRule):
             d_r, d_f = g_r, G.combine((-1.0, g_f))
         u = G.combine((0.5, d_r), (0.5, d_f))
         return G.clip(u, self.tau), {"conflict": conflict}
+
+    def direction_bound(self) -> float:
+        return _tighter(super().direction_bound(), self.tau)

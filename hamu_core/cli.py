@@ -24,7 +24,7 @@ from hamu_core.methods import METHOD_HELP, METHODS
 from hamu_core.models import ARCHS, ModelConfig
 from hamu_core.store_schema import StoreError
 from hamu_core.training import TrainConfig
-from hamu_core.unlearner import STOP_CONDITIONS
+from hamu_core.unlearner import DEFAULT_STOP, STOP_RULES
 
 PROG = "python -m hamu_core"
 EXAMPLES = f"""examples:
@@ -93,6 +93,16 @@ def _count(text: str) -> int:
     return value
 
 
+def _stop_rules(text: str) -> tuple[str, ...]:
+    if text.strip() == "none":
+        return ()
+    rules = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [r for r in rules if r not in STOP_RULES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown stop rule {unknown[0]!r}; choose from {', '.join(STOP_RULES)} or none")
+    return rules
+
+
 def _listing(kind):
     def parse(text: str) -> list:
         try:
@@ -124,9 +134,12 @@ def _add_experiment_options(parser: argparse.ArgumentParser) -> None:
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by run and sweep: how long, where stored, what is measured."""
     group = parser.add_argument_group("running")
-    group.add_argument("--steps", type=_count, default=100, help="most steps to take (default %(default)s)")
-    group.add_argument("--until", choices=STOP_CONDITIONS, help="stop early after the first infeasible step, or once "
-                       "degradation of the retain loss becomes unavoidable")
+    group.add_argument("--steps", type=_count, default=DEFAULTS.max_steps, help="most steps to take (default %(default)s)")
+    group.add_argument("--until", type=_stop_rules, default=DEFAULT_STOP, metavar="RULES",
+                       help=f"comma-separated stop rules from {', '.join(STOP_RULES)}, or 'none' to take every step "
+                       f"(default {','.join(DEFAULT_STOP)}): stop once the retrain reference's forget accuracy and "
+                       "loss are reached within noise (or at once when nothing needs to change), once degradation "
+                       "becomes unavoidable, or after the first infeasible step")
     group.add_argument("--set", type=_setting, action="append", default=[], metavar="NAME=VALUE",
                        help="change a method setting, e.g. --set lr=0.02 --set split=equal (repeatable; "
                        "in a sweep, each setting goes to every method that has it)")
@@ -180,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _spec(args: argparse.Namespace, method: str = DEFAULTS.method, seed: int = DEFAULTS.seed, settings: tuple = ()):
-    from hamu_core.experiment import ExperimentSpec, ForgetChoice
+    """The experiment the arguments describe; a forget-ids file's test and unknown ids are skipped, named on stderr."""
+    from hamu_core.experiment import ExperimentSpec, ForgetChoice, load_dataset
 
     if args.rho is not None and args.forget_class is None:
         raise UsageError("--rho needs --forget-class")
@@ -197,6 +211,9 @@ def _spec(args: argparse.Namespace, method: str = DEFAULTS.method, seed: int = D
             forget = ForgetChoice("ids", ids=tuple(int(t) for t in text))
         except ValueError:
             raise UsageError(f"{args.forget_ids}: expected whole-number sample ids") from None
+        chosen = forget.choose(load_dataset(args.dataset, args.data))  # the dataset is read once per process
+        if chosen.skipped:
+            print(f"{PROG}: {args.forget_ids}: {chosen.skipped_note()}", file=sys.stderr)
     else:
         raise UsageError("choose a forget set with --forget-class, --forget-random or --forget-ids")
     return ExperimentSpec(forget=forget, dataset=args.dataset, data_file=args.data,
@@ -247,8 +264,8 @@ def _run(args: argparse.Namespace) -> int:
         outcome = execute(spec, store, steps=args.steps, stop_when=args.until, with_eval=not args.no_eval,
                           label=args.label, progress=TextProgress(not args.quiet))
     print(f"run_id: {outcome.run_id}")
-    print(f"status: {outcome.status}, {outcome.steps} steps" + (f" ({outcome.stop_reason})" if outcome.stop_reason else ""))
-    _print_metrics(outcome.metrics)
+    print(f"status: {outcome.stop.kind} ({outcome.status}): {outcome.stop.message}")
+    _print_metrics({"steps": outcome.steps, "reported_step": outcome.reported_step, **outcome.metrics})
     return 0 if outcome.status == "finished" else 1
 
 

@@ -1,4 +1,4 @@
-"""Run several update rules side by side on one forget set, and find the frontier.
+"""Run several update rules side by side on one forget set, and rank them by distance to the retrain reference.
 
 A comparison is only fair when every method sees the same data in the same order. An
 ``UnlearningRun``'s batches are a pure function of (seed, step), so running every rule
@@ -13,6 +13,12 @@ noise into every point of the trade-off path; pairing cancels it.
 
 A run that produces NaN or Inf (say gradient ascent with a huge learning rate) or is
 refused by a stop option is reported with its reason and stops there; the others go on.
+
+Runs are ranked by their distance to the retrain reference (``target.reference_distance``:
+the largest accuracy gap over forget, retain and test), not by how much they forgot: a
+model that collapsed forgets everything and is still far from a model retrained without
+the forget set. Several runs often end at the same point (constraints that all stopped
+at once); ``merge_identical`` lists such a point once with every run that ended there.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -30,7 +36,8 @@ from torch import nn
 
 from hamu_core.methods import make_rule
 from hamu_core.rule import UpdateRule
-from hamu_core.unlearner import Batch, StepRecord, UnlearningRun
+from hamu_core.target import ReferenceTarget, reference_distance
+from hamu_core.unlearner import Batch, StepRecord, UnlearningRun, stop_rules
 
 Spec = tuple[str, UpdateRule] | tuple[str, str, dict]
 Progress = Callable[[float, str], None]
@@ -40,6 +47,7 @@ TRAJECTORY_COLUMNS = (
     "forget_loss_after", "retain_loss_after", "wall_ms", "batch_digest",
 )
 STATUSES = ("completed", "stopped", "failed")
+ACCURACIES = ("forget_acc", "retain_acc", "test_acc")  # what a final point is placed and ranked by
 
 
 def constraint_sweep(method: str, constraints: Sequence[float], **settings) -> list[tuple[str, str, dict]]:
@@ -70,32 +78,45 @@ class Comparison:
     settings: dict[str, dict]  # label → the rule's plain settings
     seed: int  # the one seed every run used
     steps: int  # steps asked of each run
+    stop_when: tuple[str, ...] = ()  # the stop rules every run was held to (none: every run took every step)
 
-    def frontier(self) -> pd.DataFrame:
-        """Final points on the Pareto front (most forgetting at least retain cost)."""
-        return pareto_front(self.finals)
+    def ranked(self, reference: Mapping[str, float]) -> pd.DataFrame:
+        """``finals`` ranked by distance to the retrain reference's point (``rank_by_reference``)."""
+        return rank_by_reference(self.finals, reference)
 
 
-def pareto_front(
-    points_df: pd.DataFrame, maximise: str = "forget_loss_gain", minimise: str = "retain_loss_change"
-) -> pd.DataFrame:
-    """The non-dominated rows of ``points_df``, sorted by ``minimise`` ascending.
+def _require(points: pd.DataFrame, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in points.columns]
+    if missing:
+        raise ValueError(f"the final points have no column {missing[0]!r}; measure each run (evaluate_fn) first")
 
-    Row j dominates row i when it is at least as good on both columns and strictly better
-    on one. Rows with a NaN in either column (failed runs) are left out: they cannot be
-    compared. Equal points do not dominate each other, so duplicates all stay.
+
+def rank_by_reference(finals: pd.DataFrame, reference: Mapping[str, float]) -> pd.DataFrame:
+    """A copy of ``finals`` with a ``distance`` column, in accuracy points, closest to ``reference`` first.
+
+    ``reference`` holds the retrain reference's ``forget_acc``, ``retain_acc`` and
+    ``test_acc``; the distance is ``target.reference_distance`` of each row's accuracies. It
+    is computed here from those columns, so any table of final points can be ranked. Rows
+    without a measurement (NaN) come last; ties keep the finals' order.
     """
-    for column in (maximise, minimise):
-        if column not in points_df.columns:
-            raise ValueError(f"points_df has no column {column!r}")
-    valid = points_df.dropna(subset=[maximise, minimise])
-    gain = valid[maximise].to_numpy(dtype=float)
-    cost = valid[minimise].to_numpy(dtype=float)
-    # [i, j]: does row j dominate row i?
-    no_worse = (gain[None, :] >= gain[:, None]) & (cost[None, :] <= cost[:, None])
-    better = (gain[None, :] > gain[:, None]) | (cost[None, :] < cost[:, None])
-    dominated = (no_worse & better).any(axis=1)
-    return valid[~dominated].sort_values([minimise, maximise], ascending=[True, False], kind="stable")
+    _require(finals, ACCURACIES)
+    points = finals[list(ACCURACIES)].astype(float)
+    distance = [math.nan if row.isna().any() else reference_distance(row, reference) for _, row in points.iterrows()]
+    return finals.assign(distance=distance).sort_values("distance", kind="stable", na_position="last")
+
+
+def merge_identical(points: pd.DataFrame, columns: Sequence[str] = ACCURACIES) -> pd.DataFrame:
+    """One row per distinct value of ``columns`` (the first run's), with ``labels``: every run that ended there.
+
+    Drawn one by one, runs with identical final accuracies hide each other on a chart,
+    and a sweep whose constraints all ended at the same model looks like one run. Order is
+    kept (first appearance); rows with a NaN in ``columns`` cannot be placed and are dropped.
+    """
+    _require(points, [*columns, "label"])
+    groups = points.groupby(list(columns), sort=False, dropna=True)
+    merged = groups.head(1).copy()
+    merged["labels"] = [list(labels) for _, labels in groups["label"]]
+    return merged
 
 
 def _digest(retain: Batch, forget: Batch) -> str:
@@ -153,16 +174,20 @@ def compare_methods(
     steps: int,
     retain_batch_size: int = 256,
     progress: Progress | None = None,
-    stop_when: str | Callable[[StepRecord], bool] | None = None,
+    stop_when: str | Sequence[str] | None = None,
+    target: ReferenceTarget | None = None,
     evaluate_fn: Callable[[nn.Module], dict] | None = None,
 ) -> Comparison:
     """Run every spec for up to ``steps`` steps on the same forget set and paired batches.
 
     ``specs`` are (label, rule) or (label, method, settings) with unique labels; all rules
     are built and checked before any run starts. ``progress(fraction, message)`` is called
-    after every step and after every run. ``stop_when`` is passed to ``UnlearningRun.run``.
-    ``evaluate_fn(model)`` is called on each run's final model; its dict (nested dicts are
-    flattened to ``"outer.inner"`` keys) is added to that run's row of ``finals``.
+    after every step and after every run. ``stop_when`` names stop rules of
+    ``UnlearningRun.steps`` applied to every run alike (None: every run takes every step);
+    "reached_reference" needs ``target``, which also gives each final row its
+    ``closest_step`` and ``distance`` to the reference. ``evaluate_fn(model)`` is called on
+    each run's final model; its dict (nested dicts are flattened to ``"outer.inner"`` keys)
+    is added to that run's row of ``finals``.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -172,6 +197,7 @@ def compare_methods(
     labels = [label for label, _ in rules]
     if len(set(labels)) != len(labels):
         raise ValueError(f"specs labels must be unique, got {labels}")
+    stop = stop_rules(stop_when)
     original = _OriginalLosses(copy.deepcopy(model).eval().requires_grad_(False))
     rows, finals, histories = [], [], {}
 
@@ -181,25 +207,22 @@ def compare_methods(
 
     for i, (label, rule) in enumerate(rules):
         run = UnlearningRun(rule, model=model, retain=retain, forget=forget, seed=seed,
-                            retain_batch_size=retain_batch_size, undo_depth=1)
-        run_rows, status, reason = [], "completed", ""
-        for k in range(1, steps + 1):
-            batches = run.batches(k)
+                            retain_batch_size=retain_batch_size, undo_depth=1, target=target)
+        run_rows = []
+        for record in run.steps(steps, stop):
+            batches = run.batches(record.step)
             digest = _digest(*batches)
-            try:
-                records = run.run(1, stop_when)
-            except FloatingPointError as err:
-                status, reason = "failed", str(err)
-                break
-            if records:
-                run_rows.append(_row(label, records[0], digest, original(digest, *batches)))
-            if run.stop_reason_:
-                status, reason = "stopped", run.stop_reason_
-                break
-            report(i + k / steps, f"{label}: step {k} of {steps}")
+            run_rows.append(_row(label, record, digest, original(digest, *batches)))
+            report(i + record.step / steps, f"{label}: step {record.step} of {steps}")
+        status = {"step_limit": "completed", "diverged": "failed"}.get(run.stop_.kind, "stopped")
+        reason = "" if status == "completed" else run.stop_.message
         rows.extend(run_rows)
         histories[label] = list(run.history_)
-        finals.append(_final(label, rule, run_rows, status, reason, evaluate_fn, run.model_))
+        final = _final(label, rule, run_rows, status, reason, evaluate_fn, run.model_)
+        if target is not None:
+            final.update(closest_step=run.closest_step_, distance=run.distance_at(len(run.history_)),
+                         closest_distance=run.distance_at(run.closest_step_))
+        finals.append(final)
         report(i + 1, f"{label}: {status}")
     return Comparison(
         trajectories=pd.DataFrame(rows, columns=list(TRAJECTORY_COLUMNS)),
@@ -208,6 +231,7 @@ def compare_methods(
         settings={label: rule.settings() for label, rule in rules},
         seed=seed,
         steps=steps,
+        stop_when=stop,
     )
 
 

@@ -25,11 +25,12 @@ from hamu_core.methods import METHODS, make_rule
 from hamu_core.metrics import SPLITS, Evaluation, evaluate, verdict
 from hamu_core.models import ModelConfig, model_fingerprint
 from hamu_core.report import Report, build_report
-from hamu_core.selection import (describe_selection, select_class, select_ids, select_random, select_rho_mix,
-                                 validate_forget_set)
+from hamu_core.selection import (ListedIds, describe_selection, select_class, select_listed, select_random,
+                                 select_rho_mix, validate_forget_set)
 from hamu_core.store import RunStore, StoredRun, StoredRunRecorder
-from hamu_core.training import Progress, TrainConfig
-from hamu_core.unlearner import STOP_CONDITIONS, UnlearningRun
+from hamu_core.training import Progress, TrainConfig, retain_ids
+from hamu_core.target import ReferenceTarget, measured_splits, reference_distance
+from hamu_core.unlearner import DEFAULT_STOP, Stop, UnlearningRun, stop_rules
 from hamu_core.uploads import load_upload
 
 FORGET_KINDS = ("class", "random", "rho", "ids")
@@ -57,16 +58,23 @@ class ForgetChoice:
         if self.kind == "ids" and not self.ids:
             raise ValueError("forget ids: the list of ids is empty; select at least one training sample")
 
-    def select(self, data: LabelledData) -> np.ndarray:
-        """Sorted forget ids; ValueError when empty, unknown, in the test split, or the whole training set."""
+    def choose(self, data: LabelledData) -> ListedIds:
+        """The forget ids and, for listed ids, those skipped and why (test or unknown ids).
+
+        ValueError when no training id remains, or the set is empty or the whole training set.
+        """
         cls = self.cls  # a class name first, so labels like "1", "2" name classes rather than indices
         if cls is not None and cls not in data.classes and cls.isdigit():
             cls = int(cls)
-        ids = {"class": lambda: select_class(data, cls),
-               "random": lambda: select_random(data, self.fraction, seed=self.seed),
-               "rho": lambda: select_rho_mix(data, cls, self.rho, seed=self.seed),
-               "ids": lambda: select_ids(data, self.ids)}[self.kind]()
-        return validate_forget_set(data, ids)
+        chosen = {"class": lambda: ListedIds(select_class(data, cls), {}),
+                  "random": lambda: ListedIds(select_random(data, self.fraction, seed=self.seed), {}),
+                  "rho": lambda: ListedIds(select_rho_mix(data, cls, self.rho, seed=self.seed), {}),
+                  "ids": lambda: select_listed(data, self.ids)}[self.kind]()
+        return ListedIds(validate_forget_set(data, chosen.ids), chosen.skipped)
+
+    def select(self, data: LabelledData) -> np.ndarray:
+        """Sorted forget ids (``choose(data).ids``): listed test or unknown ids are left out."""
+        return self.choose(data).ids
 
     def describe(self) -> str:
         if self.kind == "class":
@@ -137,11 +145,20 @@ def prepare(spec: ExperimentSpec, *, with_retrain: bool = True, progress: Progre
 
 
 def unlearning_run(data: LabelledData, model: nn.Module, forget_ids: np.ndarray, method: str, settings: dict,
-                   *, seed: int, retain_batch_size: int = DEFAULTS.retain_batch_size) -> UnlearningRun:
-    """The run the Studio's Unlearn page builds: retain = training ids minus forget ids, whole forget set per step."""
-    retain = np.setdiff1d(data.train_ids, forget_ids)
+                   *, seed: int, retain_batch_size: int = DEFAULTS.retain_batch_size,
+                   reference: nn.Module | None = None) -> UnlearningRun:
+    """The run the Studio's Unlearn page builds: retain = training ids minus forget ids, whole forget set per step.
+
+    The run measures itself on the seeded probe of ``target.measured_splits`` after every
+    step; given the retrain ``reference`` it also knows its target (stop rule
+    "reached_reference", "nothing to do", the closest step).
+    """
+    retain = retain_ids(data, forget_ids)
+    probe = measured_splits(data, forget_ids, seed)
+    target = None if reference is None else ReferenceTarget(reference, model, probe)
     return UnlearningRun(make_rule(method, **settings), model=model, retain=data.tensors(retain),
-                         forget=data.tensors(forget_ids), seed=seed, retain_batch_size=retain_batch_size)
+                         forget=data.tensors(forget_ids), seed=seed, retain_batch_size=retain_batch_size,
+                         target=target, probe=probe)
 
 
 def dataset_record(spec: ExperimentSpec, prepared: Prepared) -> dict:
@@ -159,68 +176,68 @@ def dataset_record(spec: ExperimentSpec, prepared: Prepared) -> dict:
 
 
 def final_metrics(evaluation: Evaluation) -> dict[str, float]:
-    """The few numbers a terminal shows after a run: accuracies, the retrain reference's, attack AUC, gap."""
+    """The few numbers a terminal shows after a run: accuracies, the retrain reference's, attack AUC, gaps."""
     metrics = {f"{split}_acc": evaluation.current.accuracy[split] for split in SPLITS}
     if evaluation.retrain is not None:
-        metrics.update({f"retrain_{split}_acc": evaluation.retrain.accuracy[split] for split in SPLITS})
+        reference = {f"{split}_acc": evaluation.retrain.accuracy[split] for split in SPLITS}
+        metrics.update({f"retrain_{name}": value for name, value in reference.items()})
+        metrics["distance"] = reference_distance(metrics, reference)
     metrics.update(mia_auc=evaluation.current.mia_auc, avg_gap=evaluation.avg_gap)
     return metrics
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What ``execute`` did: the stored run, its status, how many steps, why it stopped early, the final numbers."""
+    """What ``execute`` did: the stored run, its status, its steps, why it stopped, the step it reports on."""
 
     run_id: str
     status: str  # "finished", or "failed" when a step made the loss non-finite
     steps: int
-    stop_reason: str | None
-    metrics: dict[str, float]  # final_metrics(), empty when not evaluated
+    stop: Stop  # why the step loop ended (kind and words)
+    reported_step: int  # the step the evaluation describes: the closest to the reference, else the last
+    metrics: dict[str, float]  # final_metrics() of the reported step, empty when not evaluated
 
 
-def execute(spec: ExperimentSpec, store: RunStore, *, steps: int, stop_when: str | None = None,
+def execute(spec: ExperimentSpec, store: RunStore, *, steps: int, stop_when=DEFAULT_STOP,
             with_eval: bool = True, label: str = "", progress: Progress | None = None) -> Outcome:
-    """Run ``spec`` for up to ``steps`` steps, each stored as it is taken, then evaluate and finish.
+    """Run ``spec`` for up to ``steps`` steps under the stop rules ``stop_when``, storing each step, then evaluate.
 
-    The evaluation (against the retrain reference) is stored with the last step as
-    ``{"evaluation": Evaluation.to_dict(), "verdict": {...}}``, which ``stored_report`` reads,
-    beside the flat ``forget_acc``, ``forget_loss``, ... the Studio stores after each of its
-    steps, so a reopened CLI run shows its final point in the app's charts.
+    The retrain reference is loaded (trained once, disk-cached) whenever the evaluation or
+    the stop rule "reached_reference" needs it. The evaluation describes the step nearest
+    the reference (``UnlearningRun.closest_step_``; the last step without a reference): it
+    is stored with the last step as ``{"evaluation", "verdict", "reported_step", "stop"}``,
+    which ``stored_report`` reads. Every step's measurement is stored with the step itself.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    if stop_when is not None and stop_when not in STOP_CONDITIONS:
-        raise ValueError(f"stop condition must be one of {STOP_CONDITIONS}, got {stop_when!r}")
-    prepared = prepare(spec, with_retrain=with_eval, progress=progress)
+    rules = stop_rules(stop_when)
+    prepared = prepare(spec, with_retrain=with_eval or "reached_reference" in rules, progress=progress)
     run = unlearning_run(prepared.data, prepared.original, prepared.forget_ids, spec.method, spec.rule_settings(),
-                         seed=spec.seed, retain_batch_size=spec.retain_batch_size)
+                         seed=spec.seed, retain_batch_size=spec.retain_batch_size, reference=prepared.retrain)
     recorder = StoredRunRecorder.start(store, run, dataset=dataset_record(spec, prepared),
                                        forget_ids=prepared.forget_ids, label=label, checkpoint_every=CHECKPOINT_EVERY)
     try:
-        for done in range(steps):
-            recorder.run_steps(1, stop_when)
+        for record in recorder.steps(steps, rules):
             if progress is not None:
-                progress((done + 1) / steps, f"{spec.method}: step {len(run.history_)}")
-            if run.stop_reason_ is not None:
-                break
-    except FloatingPointError as err:  # the diverging step was undone and never stored
-        recorder.finish("failed")
-        return Outcome(recorder.run_id, "failed", len(run.history_), str(err), {})
+                progress(record.step / steps, f"{spec.method}: step {record.step}")
     except KeyboardInterrupt:
         recorder.finish("interrupted")  # resumable: every step taken so far is stored
         raise
+    stop, closest = run.stop_, run.closest_step_
+    reported = len(run.history_) if closest is None else closest
+    why = "the last step (no retrain reference to aim at)" if closest is None else "the step closest to the retrain reference"
     metrics = {}
     if with_eval:
-        evaluation = evaluate(run.model_, prepared.data, prepared.forget_ids, retrain=prepared.retrain,
+        evaluation = evaluate(run.model_at(reported), prepared.data, prepared.forget_ids, retrain=prepared.retrain,
                               original=prepared.original, seed=spec.seed)
         findings = verdict(evaluation)
-        point = {f"{split}_{short}": getattr(evaluation.current, name)[split]
-                 for split in SPLITS for short, name in (("acc", "accuracy"), ("loss", "loss"))}
-        recorder.evaluate({**point, "evaluation": evaluation.to_dict(),
+        recorder.evaluate({"evaluation": evaluation.to_dict(), "reported_step": reported, "reported_why": why,
+                           "stop": asdict(stop),
                            "verdict": {name: asdict(getattr(findings, name)) for name in ("forgotten", "cost", "attack")}})
         metrics = final_metrics(evaluation)
-    recorder.finish()
-    return Outcome(recorder.run_id, "finished", len(run.history_), run.stop_reason_, metrics)
+    status = "failed" if stop.kind == "diverged" else "finished"
+    recorder.finish(status)
+    return Outcome(recorder.run_id, status, len(run.history_), stop, reported, metrics)
 
 
 def stored_report(stored: StoredRun) -> Report:
@@ -232,5 +249,8 @@ def stored_report(stored: StoredRun) -> Report:
                 "forget_batch_size": stored.forget_batch_size, "run_id": stored.id, "status": stored.status}
     forget = {"size": len(stored.forget_ids), "class_mix": stored.dataset.get("forget_class_mix", {}),
               "ids": list(stored.forget_ids)}
-    return build_report(settings=settings, dataset=dataset, forget=forget, history=list(stored.history),
-                        evaluation=latest.get("evaluation"), verdict=latest.get("verdict"))
+    outcome = {key: latest[key] for key in ("stop", "reported_step", "reported_why") if key in latest}
+    points = {e["step"]: {k: v for k, v in e.items() if k.endswith(("_acc", "_loss"))} for e in stored.evaluations}
+    history = [{**record, **points.get(record["step"], {})} for record in stored.history]
+    return build_report(settings=settings, dataset=dataset, forget=forget, history=history,
+                        evaluation=latest.get("evaluation"), verdict=latest.get("verdict"), outcome=outcome or None)

@@ -6,7 +6,8 @@ unlearning, so the target is "behave like the retrained model", not "score zero 
 forget set" (for random forgetting the retrained model still classifies most forget
 samples correctly). The attacks live in ``hamu_core.privacy`` and layer-wise CKA in
 ``hamu_core.embedding``; this module computes per-sample outputs once per model, assembles
-the result, and ``verdict`` turns it into three plain sentences.
+the result, and ``verdict`` turns it into three plain sentences, each number with its
+interval, that say when a test cannot tell at the sample size at hand.
 """
 
 from __future__ import annotations
@@ -18,17 +19,23 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from scipy.stats import ks_2samp
+from scipy.stats import ks_2samp, norm
 from torch import nn
 
 from hamu_core.data import LabelledData
 from hamu_core.embedding import forward_batched, layer_cka
-from hamu_core.privacy import CLOSE_AUC, FAR_AUC, AttackResult, membership_attacks, mia_reading
+from hamu_core.privacy import (AS_RETRAINING, CANNOT_TELL, CLOSE_EFFICACY, FAR_AUC, OVER_FORGOTTEN, REMEMBERED,
+                                AttackResult, Estimate, cannot_tell, membership_attacks, read_auc)
 from hamu_core.selection import validate_forget_set
 
 SPLITS = ("forget", "retain", "test")
 PROBE_SIZE = 512  # samples in the fixed probe batch for layer-wise CKA
-GREEN, AMBER, RED = "green", "amber", "red"  # the verdict's traffic lights
+GREEN, AMBER, RED, GREY = "green", "amber", "red", "grey"  # the verdict's statuses
+STATUS_WORDS = {GREEN: "as the reference", AMBER: "some way off", RED: "far off",
+                GREY: "cannot tell at this size"}  # each status in words, for badges
+EFFICACY_WORDS = {AS_RETRAINING: "the same within noise",  # MIA-efficacy against the retrained model's
+                  REMEMBERED: "lower, so it calls more of them members than after retraining",
+                  OVER_FORGOTTEN: "higher, so it calls more of them unseen than after retraining"}
 CLOSE_ACCURACY = 0.03  # |Δ accuracy| at most this (3 points) reads as "as good as retraining"
 FAR_ACCURACY = 0.10  # beyond this (10 points) the difference is plain to see
 
@@ -77,6 +84,21 @@ def split_ids(data: LabelledData, forget_ids) -> dict[str, np.ndarray]:
     if len(data.test_ids) == 0:
         raise ValueError(f"{data.name}: the test split is empty; evaluation compares against held-out samples")
     return {"forget": forget, "retain": np.setdiff1d(data.train_ids, forget), "test": np.sort(data.test_ids)}
+
+
+def wilson_interval(proportion: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion measured on ``n`` samples (Wilson 1927).
+
+    The set of true proportions p for which the observed one lies within z standard errors
+    sqrt(p(1 − p)/n): unlike the normal approximation it stays inside [0, 1] and does not
+    shrink to a point at 0% or 100%, which is where forget accuracies live.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    z = norm.ppf(0.5 + level / 2)
+    centre = (proportion + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(proportion * (1 - proportion) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)
@@ -176,6 +198,7 @@ class Evaluation:
     """
 
     sizes: dict[str, int]  # split → number of samples
+    n_classes: int  # classes in the dataset: guessing scores 1 / n_classes
     current: ModelScores
     retrain: ModelScores | None
     original: ModelScores | None
@@ -194,8 +217,21 @@ class Evaluation:
         return {metric: {s: getattr(self.current, metric)[s] - (math.nan if ref is None else getattr(ref, metric)[s])
                          for s in SPLITS} for metric in ("accuracy", "loss")}
 
+    def auc_estimate(self, name: str) -> Estimate | None:
+        """The loss-attack AUC of model ``name`` ("current", "retrain" or "original") with its interval."""
+        scores = getattr(self, name)
+        return None if scores is None else Estimate(scores.mia_auc, tuple(scores.mia_auc_interval))
+
+    def accuracy_estimate(self, name: str, split: str) -> Estimate | None:
+        """Model ``name``'s accuracy on ``split`` with its Wilson 95% interval (``wilson_interval``)."""
+        scores = getattr(self, name)
+        if scores is None:
+            return None
+        return Estimate(scores.accuracy[split], wilson_interval(scores.accuracy[split], self.sizes[split]))
+
     def mia_reading(self) -> str:
-        return mia_reading(self.current.mia_auc, self.retrain.mia_auc if self.retrain is not None else None)
+        """``privacy.read_auc`` on this model's AUC against the retrained and the original model's."""
+        return read_auc(*(self.auc_estimate(name) for name in ("current", "retrain", "original"))).sentence
 
     def table(self) -> pd.DataFrame:
         """One row per split: accuracy and loss of each model given, and the gaps to retrain."""
@@ -253,7 +289,8 @@ def evaluate(model: nn.Module, data: LabelledData, forget_ids, *, retrain: nn.Mo
     if original is not None:
         cka = layer_cka(model, original, data.tensors(probe_ids(data, seed))[0])
     return Evaluation(
-        sizes={s: len(ids[s]) for s in SPLITS}, current=current, retrain=ref, original=scores.get("original"),
+        sizes={s: len(ids[s]) for s in SPLITS}, n_classes=data.n_classes, current=current, retrain=ref,
+        original=scores.get("original"),
         ks_statistic=float(ks.statistic) if has_ref else math.nan, ks_pvalue=float(ks.pvalue) if has_ref else math.nan,
         agreement=float(agree),
         tug_of_war=tug_of_war(current.accuracy, ref.accuracy) if has_ref else math.nan,
@@ -265,10 +302,10 @@ def evaluate(model: nn.Module, data: LabelledData, forget_ids, *, retrain: nn.Mo
 
 @dataclass(frozen=True)
 class Finding:
-    """One question of the verdict, a traffic light and one plain sentence."""
+    """One question of the verdict, a status and one plain sentence."""
 
     question: str  # "Forgotten?", "Cost?" or "Attack?"
-    status: str  # GREEN, AMBER or RED
+    status: str  # GREEN, AMBER, RED or GREY; STATUS_WORDS says each in words
     sentence: str
 
 
@@ -289,42 +326,108 @@ def _light(distance: float, close: float, far: float) -> str:
     return GREEN if abs(distance) <= close else AMBER if abs(distance) <= far else RED
 
 
+def _forgotten(ev: Evaluation) -> Finding:
+    """Forget accuracy against retraining; the original model is the remembering reference (``cannot_tell``)."""
+    cur, ref, orig = (ev.accuracy_estimate(name, "forget") for name in ("current", "retrain", "original"))
+    if ref is None:
+        test = ev.accuracy_estimate("current", "test")
+        remembered = cur.value - test.value > FAR_ACCURACY and cur.low > test.high
+        return Finding("Forgotten?", RED if remembered else AMBER,
+                       f"Forget accuracy is {cur.text(True)} and test accuracy {test.text(True)}"
+                       + ("; the model still fits the forget samples better than unseen data." if remembered else
+                          "; without a retrained model to compare with, this is only a rough guide."))
+    head = f"Forget accuracy is {cur.text(True)} against the retrained model's {ref.text(True)}"
+    why = cannot_tell(cur, ref, orig, far=FAR_ACCURACY, percent=True)
+    delta = cur.value - ref.value
+    if why is not None:
+        return Finding("Forgotten?", GREY, f"{head}: this test cannot tell at this sample size: {why}.")
+    if cur.matches(ref.value, CLOSE_ACCURACY):
+        return Finding("Forgotten?", GREEN,
+                       f"{head}: it matches retraining within noise at this size, as if never seen.")
+    chance = 1 / ev.n_classes
+    if delta > 0 and cur.matches(chance, CLOSE_ACCURACY):
+        return Finding("Forgotten?", AMBER, f"{head}. That is within noise of chance ({chance:.0%} for {ev.n_classes} "
+                       "classes): the model is guessing on the forget samples, not remembering them, where retraining "
+                       f"would give {ref.value:.0%}.")
+    if delta > 0:
+        before = "" if orig is None else f" (original model {orig.text(True)})"
+        how = (f"still remembered, as before unlearning{before}" if orig is not None
+               and cur.matches(orig.value, CLOSE_ACCURACY) else f"still partly remembered{before}")
+    else:
+        how = "pushed further than retraining would (over-forgetting)"
+    return Finding("Forgotten?", _light(delta, CLOSE_ACCURACY, FAR_ACCURACY), f"{head}: the forget set is {how}.")
+
+
+def _cost(ev: Evaluation) -> Finding:
+    """Retain or test accuracy (whichever is further off) against retraining, else test accuracy against the original.
+
+    Against the original model only a drop counts: unlearning that raises test accuracy costs nothing.
+    """
+    if ev.retrain is None and ev.original is None:
+        retain, test = ev.accuracy_estimate("current", "retain"), ev.accuracy_estimate("current", "test")
+        return Finding("Cost?", AMBER, f"Retain accuracy is {retain.text(True)} and test accuracy {test.text(True)}; "
+                       "give the original or retrained model to measure the cost.")
+    if ev.retrain is not None:
+        split = max(("retain", "test"), key=lambda s: abs(ev.current.accuracy[s] - ev.retrain.accuracy[s]))
+        reference, model = "retrain", "retrained"
+    else:
+        split, reference, model = "test", "original", "original"
+    cur, ref = ev.accuracy_estimate("current", split), ev.accuracy_estimate(reference, split)
+    drop = cur.value - ref.value
+    head = (f"{split.capitalize()} accuracy is {cur.text(True)} against the {model} model's {ref.text(True)} "
+            f"({drop * 100:+.1f} points)")
+    if cur.matches(ref.value, CLOSE_ACCURACY):
+        return Finding("Cost?", GREEN, f"{head}: it matches the {model} model within noise at this size.")
+    status = _light(drop if ev.retrain is not None else min(drop, 0.0), CLOSE_ACCURACY, FAR_ACCURACY)
+    return Finding("Cost?", status, f"{head}: {'below' if drop < 0 else 'above'} the {model} model beyond noise "
+                   "at this size.")
+
+
+def _attack(ev: Evaluation) -> Finding:
+    """The loss attack's reading (``privacy.read_auc``), then MIA-efficacy reconciled with it.
+
+    The status follows the loss attack: GREY when it cannot tell, GREEN when it matches
+    retraining, else AMBER or RED by the distance to the reference (``FAR_AUC``). MIA-efficacy
+    stands "the same" when the retrained model's value lies in the current interval or
+    within ``CLOSE_EFFICACY``, else lower (more called members) or higher. When it differs
+    from retraining while the loss attack matches, the attacks disagree and GREEN becomes AMBER.
+    """
+    reading = read_auc(*(ev.auc_estimate(name) for name in ("current", "retrain", "original")))
+    status = {CANNOT_TELL: GREY, AS_RETRAINING: GREEN}.get(reading.standing,
+                                                         AMBER if abs(reading.distance) <= FAR_AUC else RED)
+    efficacy = Estimate(ev.current.mia_efficacy, tuple(ev.current.mia_efficacy_interval))
+    said = ("MIA-efficacy (the share of forget samples an attack trained on retain vs test outputs calls unseen) "
+            f"is {efficacy.text(True)}")
+    if ev.retrain is None:
+        return Finding("Attack?", status, f"{reading.sentence} {said}, with no retrained model to compare it with.")
+    reference = Estimate(ev.retrain.mia_efficacy, tuple(ev.retrain.mia_efficacy_interval))
+    standing = (AS_RETRAINING if efficacy.matches(reference.value, CLOSE_EFFICACY)
+                else REMEMBERED if efficacy.value < reference.value else OVER_FORGOTTEN)
+    if reading.standing == standing:
+        agreement = ", which agrees with the loss threshold"
+    elif reading.standing == CANNOT_TELL:
+        agreement = "" if standing == AS_RETRAINING else ", a hint the loss threshold cannot confirm at this size"
+    else:
+        agreement = ", which the loss threshold does not show: the two attacks disagree, so neither settles it alone"
+        status = AMBER if status == GREEN else status
+    return Finding("Attack?", status, f"{reading.sentence} {said} against the retrained model's "
+                   f"{reference.text(True)}: {EFFICACY_WORDS[standing]}{agreement}.")
+
+
 def verdict(evaluation: Evaluation) -> Verdict:
     """Plain-language reading of an ``Evaluation``, judged against the retrained model when present.
 
-    Without a retrain reference, forgetting is judged against the held-out test accuracy: red
-    when the forget set is still fitted clearly better than unseen data, otherwise amber (a
-    fair proxy for random forgetting, not for a whole class, so never green); the cost is
-    judged against the original model's test accuracy.
+    Every number comes with its 95% interval: bootstrap for the attacks (``privacy``), Wilson
+    for accuracies (``wilson_interval``). A difference is "within noise" when the reference
+    value lies in the current interval or within the CLOSE_* margin. Forgetting and the attack
+    get GREY, "cannot tell at this size", by the rule of ``privacy.cannot_tell``: the
+    original's and the retrained model's intervals overlap, or the current interval contains
+    both their values (without the original, the retrained value plus the FAR_* margin stands
+    in for it). A forget accuracy above retraining's but within noise of chance, 1/n_classes,
+    reads as guessing (AMBER), not remembering. Without a retrain reference, forgetting is
+    judged against the held-out test accuracy: red when the forget set is still fitted clearly
+    better than unseen data beyond noise, otherwise amber (a fair proxy for random forgetting,
+    not for a whole class, so never green); the cost is judged against the original model's
+    test accuracy.
     """
-    cur, ref, orig = evaluation.current, evaluation.retrain, evaluation.original
-    acc = cur.accuracy
-    if ref is not None:
-        delta = acc["forget"] - ref.accuracy["forget"]
-        how = "as if never seen" if abs(delta) <= CLOSE_ACCURACY else (
-            "still partly remembered" if delta > 0 else "pushed further than retraining would (over-forgetting)")
-        forgotten = Finding("Forgotten?", _light(delta, CLOSE_ACCURACY, FAR_ACCURACY),
-                            f"Forget accuracy is {acc['forget']:.0%} against the retrained model's "
-                            f"{ref.accuracy['forget']:.0%}: the forget set is {how}.")
-        worst = max(("retain", "test"), key=lambda s: abs(acc[s] - ref.accuracy[s]))
-        drop = acc[worst] - ref.accuracy[worst]
-        cost = Finding("Cost?", _light(drop, CLOSE_ACCURACY, FAR_ACCURACY),
-                       f"{worst.capitalize()} accuracy is {acc[worst]:.0%} against the retrained model's "
-                       f"{ref.accuracy[worst]:.0%} ({drop * 100:+.1f} points).")
-    else:
-        remembered = acc["forget"] - acc["test"] > FAR_ACCURACY
-        forgotten = Finding("Forgotten?", RED if remembered else AMBER,
-                            f"Forget accuracy is {acc['forget']:.0%} and test accuracy {acc['test']:.0%}"
-                            + ("; the model still fits the forget samples better than unseen data." if remembered else
-                               "; without a retrained model to compare with, this is only a rough guide."))
-        if orig is None:
-            cost = Finding("Cost?", AMBER, f"Retain accuracy is {acc['retain']:.0%} and test accuracy "
-                           f"{acc['test']:.0%}; give the original or retrained model to measure the cost.")
-        else:
-            drop = acc["test"] - orig.accuracy["test"]
-            cost = Finding("Cost?", _light(min(drop, 0.0), CLOSE_ACCURACY, FAR_ACCURACY),
-                           f"Test accuracy is {acc['test']:.0%} against the original model's "
-                           f"{orig.accuracy['test']:.0%} ({drop * 100:+.1f} points).")
-    reference_auc = ref.mia_auc if ref is not None else 0.5
-    attack = Finding("Attack?", _light(cur.mia_auc - reference_auc, CLOSE_AUC, FAR_AUC), evaluation.mia_reading())
-    return Verdict(forgotten, cost, attack)
+    return Verdict(_forgotten(evaluation), _cost(evaluation), _attack(evaluation))

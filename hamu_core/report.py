@@ -23,6 +23,9 @@ from html import escape
 import numpy as np
 import pandas as pd
 
+from hamu_core.metrics import FAR_ACCURACY, STATUS_WORDS
+from hamu_core.privacy import FAR_AUC
+
 TITLE = "HAMU Studio unlearning report"
 HISTORY_PREVIEW = 5  # rows shown from each end of the run history in the HTML page
 IDS_PREVIEW = 40  # forget-set ids listed in the HTML page (all of them are in the JSON)
@@ -52,9 +55,20 @@ DEFINITIONS = (
     ("Retrain reference", "The same model trained from scratch on the retain data only: exact unlearning, "
      "the gold standard every number is compared with."),
     ("Membership attack AUC", "How well a loss threshold separates forget samples from unseen test samples "
-     "(Yeom et al. 2018). 0.5: indistinguishable; far above: still remembered; far below: over-forgotten."),
+     "(Yeom et al. 2018). 0.5: not separated; the further from 0.5 on either side, the better separated (far "
+     "below: the forget samples have higher loss than unseen data). Read it against the retrained model's: after "
+     "forgetting a whole class retraining separates them too; above it: still remembered; below it: over-forgotten."),
     ("MIA-efficacy", "Share of forget samples an attack trained on retain-vs-test losses and entropies calls "
      "unseen (SalUn, Fan et al. 2024)."),
+    ("Intervals", "95% intervals, shown in brackets: bootstrap over forget and test samples for the AUC; bootstrap "
+     "that also refits the attack on resampled retain and test samples for MIA-efficacy, so it covers the "
+     "attack's own variance; Wilson score intervals for accuracies. Within noise: the reference value lies "
+     "inside the interval."),
+    ("Verdict statuses", "As the reference: matches it within noise. Some way off / far off: beyond noise, by "
+     f"at most or more than {100 * FAR_ACCURACY:.0f} points ({FAR_AUC:.2f} of AUC). Cannot tell at this size: the "
+     "original and the retrained model's intervals overlap, or this model's interval contains both their values, "
+     "so the test cannot tell forgetting from remembering with this many samples. A forget accuracy above "
+     "retraining's but within noise of chance (1 / number of classes) reads as guessing, not remembering."),
     ("UA, RA, TA, Avg. Gap", "100 − forget accuracy, retain and test accuracy, and the mean absolute "
      "difference of these and MIA-efficacy to the retrained model, in points (SalUn, Fan et al. 2024)."),
     ("Tug-of-war", "(1 − |ΔA_forget|)(1 − |ΔA_retain|)(1 − |ΔA_test|), accuracy differences to the retrained "
@@ -64,7 +78,11 @@ DEFINITIONS = (
     ("κ, cos θ_rf", "Hardness: the dot product of the retain and forget loss gradients, and its cosine. "
      "Positive: forgetting drags retain utility with it (HAMU, Chen et al. ICML 2026)."),
     ("κ2, margin, branch", "κ2 is the threshold above which no step inside the radius gains the constraint B "
-     "without raising the retain loss; margin = κ2 − κ; the branch is the closed-form case the HAMU step took "
+     "without raising the retain loss. The margin is the predicted first-order improvement of the protected loss "
+     "(retain loss falling for HAMU-Q, forget loss rising for HAMU-U) at the step HAMU took, the best any step "
+     "inside the radius that meets B can do; negative: degradation was unavoidable; empty when the step was "
+     "infeasible or the method is a baseline. "
+     "In full-gradient mode its sign is that of κ2 − κ. The branch is the closed-form case the HAMU step took "
      "(HAMU, Chen et al. ICML 2026)."),
 )
 CSS = """
@@ -76,6 +94,7 @@ th,td{border:1px solid #d0d7de;padding:.25rem .6rem;text-align:left;vertical-ali
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .finding{margin:.4rem 0;padding:.5rem .8rem;border-left:.4rem solid #8c959f;background:#f6f8fa}
 .finding.green{border-color:#1a7f37}.finding.amber{border-color:#bf8700}.finding.red{border-color:#cf222e}
+.finding.grey{border-color:#6e7781;border-left-style:dashed}
 .status{font-weight:600;text-transform:uppercase;font-size:.8rem;margin-left:.4rem}figure{margin:1rem 0}
 figcaption{font-weight:600;margin-bottom:.3rem}dt{font-weight:600;margin-top:.5rem}
 """
@@ -145,6 +164,7 @@ class Report:
     history: list[dict]  # StepRecord.to_dict() per step, in order
     evaluation: dict | None  # Evaluation.to_dict(), or None when the run was not evaluated
     verdict: dict | None  # finding name → {"question", "status", "sentence"} or a plain sentence
+    outcome: dict | None = None  # {"stop": {kind, step, message}, "reported_step": k, "reported_why": text}
     figures_html: dict[str, str] = field(default_factory=dict)  # caption → ready HTML fragment
     plotlyjs: str | None = None  # plotly.js source, inlined once when the fragments need it
 
@@ -152,7 +172,8 @@ class Report:
         """Settings, summaries, metrics and history as JSON-safe data (no figures)."""
         return json_safe({
             "title": self.title, "created": self.created, "settings": self.settings, "dataset": self.dataset,
-            "forget": self.forget, "evaluation": self.evaluation, "verdict": self.verdict, "history": self.history,
+            "forget": self.forget, "outcome": self.outcome, "evaluation": self.evaluation, "verdict": self.verdict,
+            "history": self.history,
         })
 
     def to_json(self) -> str:
@@ -166,7 +187,7 @@ class Report:
         """The whole report as one self-contained HTML page."""
         script = f"<script>{self.plotlyjs}</script>" if self.plotlyjs and self.figures_html else ""
         sections = "".join(f'<section id="{name}">{body}</section>' for name, body in (
-            ("verdict", self._verdict_html()), ("numbers", self._numbers_html()), ("charts", self._charts_html()),
+            ("outcome", self._outcome_html()), ("verdict", self._verdict_html()), ("numbers", self._numbers_html()), ("charts", self._charts_html()),
             ("settings", self._settings_html()), ("forget", self._forget_html()),
             ("history", self._history_html()), ("definitions", self._definitions_html()),
         ) if body)
@@ -179,6 +200,20 @@ class Report:
             f"{len(self.history)} unlearning steps</p>{sections}</body></html>"
         )
 
+    def _outcome_html(self) -> str:
+        """How the run ended and which step the numbers below describe, in words."""
+        if not self.outcome:
+            return ""
+        stop, reported = self.outcome.get("stop") or {}, self.outcome.get("reported_step")
+        lines = []
+        if stop:
+            lines.append(f"The run ended after {_fmt(stop.get('step'))} steps: {_fmt(stop.get('message'))}.")
+        if reported is not None:
+            which = "the original model, before any step" if reported == 0 else f"the model after step {_fmt(reported)}"
+            why = self.outcome.get("reported_why")
+            lines.append(f"The numbers below describe {which}" + (f", {_fmt(why)}." if why else "."))
+        return "<h2>Outcome</h2>" + "".join(f"<p>{line}</p>" for line in lines)
+
     def _verdict_html(self) -> str:
         if not self.verdict:
             return "<h2>Verdict</h2><p>No verdict: this run has not been evaluated.</p>"
@@ -189,7 +224,8 @@ class Report:
                 status, sentence = str(finding.get("status", "")), finding.get("sentence", "")
             else:
                 question, status, sentence = str(name).replace("_", " ").capitalize(), "", finding
-            badge = f'<span class="status">{escape(status)}</span>' if status else ""
+            words = STATUS_WORDS.get(status, status)
+            badge = f'<span class="status">{escape(words)}</span>' if words else ""
             items.append(f'<div class="finding {escape(status)}"><strong>{escape(str(question))}</strong>'
                          f"{badge}<br>{escape(str(sentence))}</div>")
         return "<h2>Verdict</h2>" + "".join(items)
@@ -272,6 +308,7 @@ def build_report(
     history: list[dict],
     evaluation: dict | None = None,
     verdict: dict | None = None,
+    outcome: dict | None = None,
     figures_html: Mapping[str, str] | None = None,
     plotlyjs: str | None = None,
     title: str = TITLE,
@@ -285,7 +322,7 @@ def build_report(
     by the caller (e.g. plotly's ``to_html(full_html=False, include_plotlyjs=False)``) and
     ``plotlyjs`` the plotly.js source they need, inlined once. ``created`` defaults to now (UTC).
     """
-    optional = {"evaluation": evaluation, "verdict": verdict}
+    optional = {"evaluation": evaluation, "verdict": verdict, "outcome": outcome}
     for name, value in (("settings", settings), ("dataset", dataset), ("forget", forget),
                         *((k, {} if v is None else v) for k, v in optional.items())):
         if not isinstance(value, Mapping):
@@ -301,5 +338,6 @@ def build_report(
         forget=copy.deepcopy(dict(forget)), history=copy.deepcopy(history),
         evaluation=copy.deepcopy(dict(evaluation)) if evaluation is not None else None,
         verdict=copy.deepcopy(dict(verdict)) if verdict is not None else None,
+        outcome=copy.deepcopy(dict(outcome)) if outcome is not None else None,
         figures_html=figures, plotlyjs=plotlyjs,
     )

@@ -5,6 +5,11 @@ survive any later reordering of the data. Only training samples can be forgotten
 sample was never learned, and it is what the membership attack compares the forget set
 against. ``select_rho_mix`` is the paper's hardness dial (HAMU_SPEC, "What gets measured"):
 a class with a fraction ρ of its samples swapped for random samples of other classes.
+
+A list of ids is taken as people write it: copied from a spreadsheet of "samples to
+remove", it often holds some test or mistyped ids beside the training ones.
+``select_listed`` returns the training ids with the others listed by reason (``ListedIds``),
+so the caller can say what was skipped instead of refusing the whole list for one stray id.
 """
 
 from __future__ import annotations
@@ -15,6 +20,12 @@ import numpy as np
 import pandas as pd
 
 from hamu_core.data import LabelledData
+
+SKIP_REASONS = {  # why a listed id is not forgotten, by group
+    "test": "in the test split (never trained on, so nothing to forget)",
+    "unknown": "unknown sample ids (not in this dataset)",
+}
+SHOWN_IDS = 5  # skipped ids named per group in a message; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,43 @@ def _train_ids_of(data: LabelledData, ids: np.ndarray) -> np.ndarray:
         raise ValueError(f"{data.name}: sample ids {ids[in_test][:10].tolist()} are in the test split; "
                          "test samples are never forgotten")
     return ids
+
+
+@dataclass(frozen=True, eq=False)
+class ListedIds:
+    """A list of ids sorted into training ids to forget and ids skipped, with the reason per group."""
+
+    ids: np.ndarray  # sorted unique training-sample ids: the ones to forget
+    skipped: dict[str, np.ndarray]  # SKIP_REASONS key → sorted unique ids skipped for it; empty groups left out
+
+    @property
+    def n_skipped(self) -> int:
+        return sum(len(group) for group in self.skipped.values())
+
+    def skipped_note(self) -> str:
+        """One plain line naming how many ids were skipped and why, the first few of each group listed."""
+        parts = []
+        for reason, group in self.skipped.items():
+            shown = ", ".join(str(i) for i in group[:SHOWN_IDS]) + (", …" if len(group) > SHOWN_IDS else "")
+            parts.append(f"{len(group)} {SKIP_REASONS[reason]}: {shown}")
+        total = len(self.ids) + self.n_skipped
+        return f"skipped {self.n_skipped} of {total} listed ids: " + "; ".join(parts)
+
+
+def select_listed(data: LabelledData, ids) -> ListedIds:
+    """Explicit ids, sorted and deduplicated: the training ids to forget and the others skipped by reason.
+
+    Refuses (ValueError) only when no training id remains, saying why each id was skipped.
+    """
+    ids = _as_ids(ids)
+    known = np.isin(ids, data.ids)
+    in_test = known & np.isin(ids, data.test_ids)
+    groups = {"test": ids[in_test], "unknown": ids[~known]}
+    listed = ListedIds(ids[known & ~in_test], {reason: group for reason, group in groups.items() if len(group)})
+    if not len(listed.ids):
+        why = listed.skipped_note() if listed.skipped else "the list is empty"
+        raise ValueError(f"{data.name}: none of the listed ids can be forgotten; {why}")
+    return listed
 
 
 def validate_forget_set(data: LabelledData, ids) -> np.ndarray:
@@ -100,11 +148,6 @@ def select_rho_mix(data: LabelledData, cls: int | str, rho: float, seed: int = 0
     kept = rng.choice(own, size=len(own) - n_swap, replace=False)
     swapped = rng.choice(others, size=n_swap, replace=False)
     return np.sort(np.concatenate([kept, swapped]))
-
-
-def select_ids(data: LabelledData, ids) -> np.ndarray:
-    """Explicit ids, checked to be known training samples; sorted and deduplicated."""
-    return _train_ids_of(data, ids)
 
 
 def select_hardest(scores: pd.Series | tuple[np.ndarray, np.ndarray], k: int, easiest: bool = False) -> np.ndarray:

@@ -54,7 +54,12 @@ class HamuSolution:
 
     @property
     def margin(self) -> float:
-        """κ2 − κ: positive while the protected objective can still be kept from worsening."""
+        """κ2 − κ: positive while the protected objective can still be kept from worsening.
+
+        Its sign is that of the optimal decrease −g_r'·Δ (HAMU_SPEC: ΔL_r* = ‖g_r‖·R·cos(φ + θ_rf)).
+        ``HamuUpdate`` reports that decrease itself as ``margin``, the one definition that also
+        holds for the per-tensor problem, and this difference as ``kappa_margin``.
+        """
         return self.kappa2 - self.kappa
 
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import sqlite3
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,8 @@ from hamu_core.checkpoint import data_dir
 from hamu_core.methods import make_rule
 from hamu_core.store_schema import (STATUSES, Database, StoreError, dumps, from_blob, now, to_blob,
                                     writer_alive, writer_token)
-from hamu_core.unlearner import Batch, StepRecord, UnlearningRun
+from hamu_core.target import Probe, ReferenceTarget
+from hamu_core.unlearner import DEFAULT_STOP, Batch, StepRecord, UnlearningRun
 
 __all__ = ["ReplayMismatch", "ResumePoint", "RunStore", "StoreError", "StoredRun", "StoredRunRecorder",
            "replay_run", "resume_run"]
@@ -136,8 +138,8 @@ class RunStore:
         return run_id
 
     def append_step(self, run_id: str, record: StepRecord | dict, *,
-                    checkpoint: dict[str, torch.Tensor] | None = None) -> None:
-        """Store the next step's record (and, when given, the weights after it) in one transaction."""
+                    checkpoint: dict[str, torch.Tensor] | None = None, evaluation: dict | None = None) -> None:
+        """Store the next step's record (and, when given, the weights and measurement after it) in one transaction."""
         # vars(), not to_dict(): the record is only serialised, and asdict's deep copy was most of a step's store cost
         record = vars(record) if isinstance(record, StepRecord) else dict(record)
         step = record.get("step")
@@ -153,6 +155,9 @@ class RunStore:
             if blob is not None:
                 conn.execute("INSERT OR REPLACE INTO checkpoints (run_id, step, blob) VALUES (?, ?, ?)",
                              (run_id, step, blob))
+            if evaluation is not None:
+                conn.execute("INSERT OR REPLACE INTO evaluations (run_id, step, metrics) VALUES (?, ?, ?)",
+                             (run_id, step, dumps(evaluation)))
             conn.execute("UPDATE runs SET updated = ? WHERE id = ?", (now(), run_id))
 
         self._db.write(work)
@@ -298,20 +303,27 @@ def _canonical(value) -> str:
 
 
 def replay_run(stored: StoredRun, model: nn.Module | Callable[[], nn.Module], retain: Batch, forget: Batch,
-               *, start: ResumePoint | None = None) -> UnlearningRun:
+               *, start: ResumePoint | None = None, target: ReferenceTarget | None = None,
+               probe: Probe | None = None) -> UnlearningRun:
     """Rebuild ``stored`` on ``model`` (its base weights, or a factory) and re-run its steps.
 
     From ``start`` (a checkpoint) when given, else from step 1. Each replayed record must
     equal the stored one in every field but ``wall_ms``, or ReplayMismatch names the step
-    and fields. The returned run holds the full history and can go on stepping.
+    and fields. The returned run holds the full history and can go on stepping. With a
+    ``target`` or ``probe`` the run measures as it replays; the steps a checkpoint skipped
+    get NaN points (the caller may fill them from the stored evaluations).
     """
     base = model if isinstance(model, nn.Module) else model()
     run = UnlearningRun(make_rule(**stored.settings), model=base, retain=retain, forget=forget, seed=stored.seed,
-                        retain_batch_size=stored.retain_batch_size, forget_batch_size=stored.forget_batch_size)
+                        retain_batch_size=stored.retain_batch_size, forget_batch_size=stored.forget_batch_size,
+                        target=target, probe=probe)
     start = start or ResumePoint(0, None, stored.history)
     if start.state_dict is not None:
         _load_weights(run.model_, start.state_dict, stored.id)
     run.history_.extend(StepRecord(**record) for record in stored.history[:start.step])
+    if run.probe is not None and start.step:
+        run.points_[1:] = [dict.fromkeys(run.points_[0], math.nan) for _ in range(start.step - 1)]
+        run.remeasure()
     for want in start.remaining:
         got = run.step().to_dict()
         differ = sorted(k for k in set(got) | set(want) if k != "wall_ms" and _canonical(got.get(k)) != _canonical(want.get(k)))
@@ -321,7 +333,8 @@ def replay_run(stored: StoredRun, model: nn.Module | Callable[[], nn.Module], re
 
 
 def resume_run(store: RunStore, run_id: str, model: nn.Module | Callable[[], nn.Module],
-               retain: Batch, forget: Batch) -> UnlearningRun:
+               retain: Batch, forget: Batch, *, target: ReferenceTarget | None = None,
+               probe: Probe | None = None) -> UnlearningRun:
     """The stored run rebuilt in memory from its latest checkpoint, replayed and checked.
 
     ``model`` supplies the architecture; the stored base weights (checkpoint 0) replace its
@@ -332,7 +345,7 @@ def resume_run(store: RunStore, run_id: str, model: nn.Module | Callable[[], nn.
     if 0 in store.checkpoint_steps(run_id):
         base = copy.deepcopy(base)
         _load_weights(base, store.load_checkpoint(run_id, 0)[1], run_id)
-    return replay_run(stored, base, retain, forget, start=store.resume_point(run_id))
+    return replay_run(stored, base, retain, forget, start=store.resume_point(run_id), target=target, probe=probe)
 
 
 class StoredRunRecorder:
@@ -364,36 +377,34 @@ class StoredRunRecorder:
                                   retain_batch_size=run.retain_batch_size, forget_batch_size=run.forget_batch_size,
                                   label=label)
         store.save_checkpoint(run_id, 0, run.original_.state_dict())
+        if run.points_:
+            store.add_evaluation(run_id, 0, run.points_[0])
         return cls(store, run_id, run, checkpoint_every=checkpoint_every)
 
     def _append(self, record: StepRecord) -> None:
         due = record.step % self.checkpoint_every == 0
+        point = self.run.points_[record.step] if len(self.run.points_) > record.step else None
         try:
-            self.store.append_step(self.run_id, record, checkpoint=self.run.model_.state_dict() if due else None)
+            self.store.append_step(self.run_id, record, checkpoint=self.run.model_.state_dict() if due else None,
+                                   evaluation=point)
         except BaseException:
             self.run.undo()  # the step was not stored, so it must not stay in memory either
             raise
 
-    def step(self) -> StepRecord:
-        record = self.run.step()
-        self._append(record)
-        return record
-
-    def run_steps(self, n: int, stop_when=None) -> list[StepRecord]:
-        """``run.run(n, stop_when)``, storing each step as it is taken."""
-        records: list[StepRecord] = []
-        for _ in range(n):
-            taken = self.run.run(1, stop_when)
-            for record in taken:
-                self._append(record)
-            records += taken
-            if self.run.stop_reason_ is not None:
-                break
-        return records
+    def steps(self, n: int, stop_when=DEFAULT_STOP) -> Iterator[StepRecord]:
+        """``run.steps(n, stop_when)``, storing each step (with its measurement) as it is taken."""
+        for record in self.run.steps(n, stop_when):
+            self._append(record)
+            yield record
 
     def undo(self) -> None:
         self.run.undo()
         self.store.truncate_steps(self.run_id, len(self.run.history_))
+
+    def rollback(self, step: int) -> None:
+        """Back to the weights after ``step`` steps; the later steps leave the store too."""
+        self.run.rollback(step)
+        self.store.truncate_steps(self.run_id, step)
 
     def reset(self) -> None:
         self.run.reset()

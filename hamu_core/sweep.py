@@ -25,9 +25,11 @@ from hamu_core.experiment import ExperimentSpec, execute, prepare
 from hamu_core.methods import METHODS
 from hamu_core.store import RunStore
 from hamu_core.training import Progress
+from hamu_core.unlearner import DEFAULT_STOP, stop_rules
 
-SUMMARY_COLUMNS = ("method", "constraint", "seed", "run_id", "status", "steps", "stop_reason",
-                   "forget_acc", "retain_acc", "test_acc", "mia_auc", "avg_gap")
+SUMMARY_COLUMNS = ("method", "constraint", "seed", "run_id", "status", "steps", "stop", "reported_step",
+                   "forget_acc", "retain_acc", "test_acc", "distance", "mia_auc", "avg_gap")
+METRIC_COLUMNS = SUMMARY_COLUMNS[SUMMARY_COLUMNS.index("forget_acc"):]
 
 
 def sweep_specs(base: ExperimentSpec, methods: Sequence[str], constraints: Sequence[float], seeds: Sequence[int],
@@ -65,16 +67,16 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def run_cell(spec: ExperimentSpec, store_path: str, steps: int, stop_when: str | None, with_eval: bool) -> dict:
+def run_cell(spec: ExperimentSpec, store_path: str, steps: int, stop_when: tuple[str, ...], with_eval: bool) -> dict:
     """Run one cell into the store (in a worker process) and return its summary row."""
     with RunStore(store_path) as store:
         outcome = execute(spec, store, steps=steps, stop_when=stop_when, with_eval=with_eval)
     return {"method": spec.method, "constraint": spec.rule_settings().get("constraint"), "seed": spec.seed,
-            "run_id": outcome.run_id, "status": outcome.status, "steps": outcome.steps, "stop_reason": outcome.stop_reason or "",
-            **{k: outcome.metrics.get(k) for k in SUMMARY_COLUMNS[7:]}}
+            "run_id": outcome.run_id, "status": outcome.status, "steps": outcome.steps, "stop": outcome.stop.kind,
+            "reported_step": outcome.reported_step, **{k: outcome.metrics.get(k) for k in METRIC_COLUMNS}}
 
 
-def run_sweep(specs: Sequence[ExperimentSpec], store_path: str, *, steps: int, stop_when: str | None = None,
+def run_sweep(specs: Sequence[ExperimentSpec], store_path: str, *, steps: int, stop_when=DEFAULT_STOP,
               workers: int = 1, with_eval: bool = True, progress: Progress | None = None) -> pd.DataFrame:
     """Run every spec as its own stored run on ``workers`` processes; one summary row per spec, in order."""
     if workers < 1:
@@ -83,12 +85,14 @@ def run_sweep(specs: Sequence[ExperimentSpec], store_path: str, *, steps: int, s
         raise ValueError(f"steps must be >= 1, got {steps}")
     if not specs:
         raise ValueError("the sweep has no cells")
+    rules = stop_rules(stop_when)
     for spec in {dataclasses.replace(s, method=specs[0].method, settings=(), seed=0) for s in specs}:
-        prepare(spec, with_retrain=with_eval, progress=progress)  # fill the model cache once, here
+        # fill the model cache once, here
+        prepare(spec, with_retrain=with_eval or "reached_reference" in rules, progress=progress)
     rows: list[dict | None] = [None] * len(specs)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_one_thread) as pool:
-        futures = {pool.submit(run_cell, spec, str(store_path), steps, stop_when, with_eval): i
+        futures = {pool.submit(run_cell, spec, str(store_path), steps, rules, with_eval): i
                    for i, spec in enumerate(specs)}
         for done, future in enumerate(as_completed(futures), start=1):
             rows[futures[future]] = future.result()

@@ -14,7 +14,7 @@ import copy
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -24,9 +24,17 @@ from torch import nn
 from hamu_core import gradients as G
 from hamu_core.hardness import cosine, tensor_cosines
 from hamu_core.rule import StepInputs, UpdateRule
+from hamu_core.target import Measurement, Probe, ReferenceTarget, Standing, measure_detail, reference_distance
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-STOP_CONDITIONS = ("infeasible", "unavoidable")
+# Rules that end a run after a step: the retrain reference is reached (also checked before the
+# first step: "nothing to do"), degradation became unavoidable (κ > κ2), the step was infeasible.
+STOP_RULES = ("reached_reference", "unavoidable", "infeasible")
+DEFAULT_STOP = ("reached_reference", "unavoidable")  # the Studio's, the CLI's and sweeps' default
+# Why a run ended: a stop rule, "nothing_to_do" (the original already matches the reference),
+# "refused" (the rule's own stop option), "diverged" (a non-finite loss; that step was undone),
+# or "step_limit" (it took every step it was asked for).
+STOP_KINDS = (*STOP_RULES, "nothing_to_do", "refused", "diverged", "step_limit")
 
 
 @dataclass(frozen=True)
@@ -39,7 +47,7 @@ class StepRecord:
     branch_counts: dict  # per-tensor branch counts (HAMU per-tensor mode)
     kappa: float  # κ = g_r·g_f on this step's (clipped) gradients
     kappa2: float  # stopping threshold κ2 (NaN for baselines and infeasible steps)
-    margin: float  # κ2 − κ; negative means degradation is unavoidable
+    margin: float  # −g_r'·Δ: predicted gain of the protected objective; < 0: degradation unavoidable
     cos_rf: float  # overall cos θ_rf
     cos_per_tensor: dict  # parameter name → cos θ_rf of that tensor
     radius: float  # ‖Δ‖ bound (HAMU) or NaN
@@ -66,6 +74,27 @@ class StepRefused(RuntimeError):
     """A stop option fired: the weights are unchanged and the message says why."""
 
 
+@dataclass(frozen=True)
+class Stop:
+    """Why ``UnlearningRun.steps`` ended, after how many steps of the run, in words."""
+
+    kind: str  # one of STOP_KINDS
+    step: int  # the run's step count when it ended
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def stop_rules(stop_when: str | Iterable[str] | None) -> tuple[str, ...]:
+    """``stop_when`` as a tuple of names from STOP_RULES (one name, several, or None for none)."""
+    rules = () if stop_when is None else (stop_when,) if isinstance(stop_when, str) else tuple(stop_when)
+    unknown = [r for r in rules if r not in STOP_RULES]
+    if unknown:
+        raise ValueError(f"stop_when must name rules from {STOP_RULES}, got {unknown[0]!r}")
+    return rules
+
+
 def _check_batch(name: str, batch: Batch) -> Batch:
     x, y = batch
     if len(x) == 0:
@@ -83,6 +112,11 @@ class UnlearningRun:
     ``retain_batch_size`` retain samples are drawn per step (seeded by step index); the
     forget batch is the whole forget set unless ``forget_batch_size`` is smaller (the paper
     uses the whole forget set each step). ``undo_depth`` bounds the undo history.
+
+    With a ``target`` (the retrain reference, see ``hamu_core.target``) or just a ``probe``,
+    the model is measured on the probe before the first step and after every step
+    (``points_``); the target adds the stop rule "reached_reference", "nothing to do" and
+    the closest step.
     """
 
     def __init__(
@@ -96,6 +130,8 @@ class UnlearningRun:
         retain_batch_size: int = 256,
         forget_batch_size: int | None = None,
         undo_depth: int = 100,
+        target: ReferenceTarget | None = None,
+        probe: Probe | None = None,
     ) -> None:
         for name, value in (("retain_batch_size", retain_batch_size), ("undo_depth", undo_depth)):
             if value < 1:
@@ -115,7 +151,13 @@ class UnlearningRun:
         self._initial = self._snapshot()
         self._undo: deque[list[torch.Tensor]] = deque(maxlen=undo_depth)
         self.history_: list[StepRecord] = []
-        self.stop_reason_: str | None = None  # why the last run() ended early, if it did
+        self.target = target
+        self.probe = target.probe if probe is None and target is not None else probe
+        self._measured: Measurement | None = None  # the current weights' measurement on the probe
+        self.points_: list[dict[str, float]] = []  # measurement after each step, [0] before any
+        if self.probe is not None:
+            self.remeasure()
+        self.stop_: Stop | None = None  # why the last ``steps`` loop ended
 
     # ----- batches -------------------------------------------------------------------
     def _draw(self, data: Batch, size: int | None, step: int, stream: int) -> Batch:
@@ -170,7 +212,15 @@ class UnlearningRun:
         self._undo.append(before)
         record = self._record(index, grads, proposal.info, proposal.delta, retain_after, forget_after, start)
         self.history_.append(record)
+        if self.probe is not None:
+            self.remeasure()
         return record
+
+    def remeasure(self) -> None:
+        """Measure the current weights on the probe as point ``len(history_)`` (later points are dropped)."""
+        self._measured = measure_detail(self.model_, self.probe)
+        del self.points_[len(self.history_):]
+        self.points_.append(self._measured.point)
 
     def _record(self, index, grads, info, delta, retain_after, forget_after, start) -> StepRecord:
         nan = math.nan
@@ -203,31 +253,121 @@ class UnlearningRun:
             info=extra,
         )
 
-    def run(self, n: int, stop_when: str | Callable[[StepRecord], bool] | None = None) -> list[StepRecord]:
-        """Take up to ``n`` steps; stop early after a step meeting ``stop_when``.
+    def steps(self, n: int, stop_when: str | Iterable[str] | None = DEFAULT_STOP) -> Iterator[StepRecord]:
+        """The one step loop: take up to ``n`` steps, yielding each record, until a stop rule ends it.
 
-        ``stop_when`` is "infeasible", "unavoidable" (degradation became unavoidable) or a
-        predicate on the StepRecord. A refused step (rule stop option) ends the run too.
+        ``stop_when`` names rules from STOP_RULES (checked after every step, in that order);
+        "reached_reference" needs a target and is also checked before the first step of a
+        fresh run, where it ends the loop at once with "nothing_to_do" when the original model
+        already matches the reference. A refused step (the rule's own stop option) or a step
+        that made the loss non-finite (undone by ``step``) ends the loop too. Afterwards
+        ``stop_`` says why, in words: every caller (app, CLI, comparison, sweep) is a plain
+        loop over this generator and reads the same reasons.
         """
-        if stop_when is not None and not callable(stop_when) and stop_when not in STOP_CONDITIONS:
-            raise ValueError(f"stop_when must be one of {STOP_CONDITIONS}, a callable or None, got {stop_when!r}")
-        predicate = {
-            "infeasible": lambda r: not r.feasible,
-            "unavoidable": lambda r: r.degradation_unavoidable,
-        }.get(stop_when, stop_when) if isinstance(stop_when, str) else stop_when
-        records = []
-        self.stop_reason_ = None
+        rules = stop_rules(stop_when)
+        if "reached_reference" in rules and self.target is None:
+            raise ValueError("the stop rule 'reached_reference' needs the run's target (the retrain reference)")
+        self.stop_ = None
+        if "reached_reference" in rules and not self.history_:
+            settled = self.target.nothing_to_do()
+            if settled is not None:
+                self.stop_ = Stop("nothing_to_do", 0, "nothing to do: the original model already behaves like the "
+                                  f"retrained one, {settled.evidence()}")
+                return
         for _ in range(n):
             try:
                 record = self.step()
             except StepRefused as refusal:
-                self.stop_reason_ = str(refusal)
-                break
-            records.append(record)
-            if predicate is not None and predicate(record):
-                self.stop_reason_ = f"step {record.step} met the stop condition {stop_when!r}"
-                break
-        return records
+                self.stop_ = Stop("refused", len(self.history_), str(refusal))
+                return
+            except FloatingPointError as err:
+                self.stop_ = Stop("diverged", len(self.history_), str(err))
+                return
+            yield record
+            self.stop_ = self._rule_fired(record, rules)
+            if self.stop_ is not None:
+                return
+        self.stop_ = Stop("step_limit", len(self.history_), f"took the {n} steps asked for")
+
+    def _rule_fired(self, record: StepRecord, rules: tuple[str, ...]) -> Stop | None:
+        """The first of ``rules`` that the step just taken meets, as a Stop, or None."""
+        for rule in rules:
+            if rule == "reached_reference":
+                standing = self.standing()
+                if standing.reached:
+                    return Stop(rule, record.step, f"reached the retrain reference at step {record.step}: "
+                                f"{standing.evidence()}")
+            elif rule == "unavoidable" and record.degradation_unavoidable:
+                return Stop(rule, record.step, f"degradation became unavoidable at step {record.step}: no step "
+                            "inside the radius could meet the guarantee without worsening the protected loss")
+            elif rule == "infeasible" and not record.feasible:
+                return Stop(rule, record.step, f"step {record.step} was infeasible: no step inside the radius "
+                            "could meet the constraint B")
+        return None
+
+    def run(self, n: int, stop_when: str | Iterable[str] | None = None) -> list[StepRecord]:
+        """``list(self.steps(n, stop_when))``: up to ``n`` steps, no stop rule unless asked."""
+        return list(self.steps(n, stop_when))
+
+    def standing(self) -> Standing | None:
+        """How the current weights compare with the retrain reference (None without a target)."""
+        return None if self.target is None else self.target.standing(self._measured)
+
+    @property
+    def closest_step_(self) -> int | None:
+        """The step whose measurement is nearest the reference (``target.reference_distance``); ties go
+        to the earlier step, since it changed the model less. None without a target."""
+        if self.target is None or not self.points_:
+            return None
+        distances = [self.distance_at(k) for k in range(len(self.points_))]
+        return min(range(len(distances)), key=lambda k: (distances[k], k))
+
+    def distance_at(self, step: int) -> float:
+        """Distance to the reference, in accuracy points, of the model after ``step`` steps."""
+        return reference_distance(self.points_[step], self.target.point)
+
+    def weights_at(self, step: int) -> list[torch.Tensor]:
+        """The parameters after ``step`` steps: from the undo history, or replayed from the start.
+
+        Batches are a pure function of (seed, step), so replaying the first ``step`` steps on
+        a scratch copy gives the same weights bit for bit.
+        """
+        done = len(self.history_)
+        if not 0 <= step <= done:
+            raise ValueError(f"step must lie in [0, {done}], got {step}")
+        if step == done:
+            return self._snapshot()
+        if step == 0:
+            return [w.clone() for w in self._initial]
+        if done - step <= len(self._undo):
+            return [w.clone() for w in self._undo[-(done - step)]]
+        scratch = UnlearningRun(self.rule, model=self.model_, retain=self.retain, forget=self.forget,
+                                seed=self.seed, retain_batch_size=self.retain_batch_size,
+                                forget_batch_size=self.forget_batch_size, undo_depth=1)
+        scratch._restore(self._initial)
+        scratch.original_ = self.original_  # KL and SCRUB read the original: the true one, not today's weights
+        for _ in range(step):
+            scratch.step()
+        return scratch._snapshot()
+
+    def model_at(self, step: int) -> nn.Module:
+        """A copy of the model as it was after ``step`` steps (the run itself is unchanged)."""
+        model, weights = copy.deepcopy(self.model_), self.weights_at(step)
+        with torch.no_grad():
+            for p, w in zip(model.parameters(), weights):
+                p.copy_(w)
+        return model
+
+    def rollback(self, step: int) -> None:
+        """Go back to the weights after ``step`` steps, dropping the later steps (like repeated undo)."""
+        weights = self.weights_at(step)
+        for _ in range(len(self.history_) - step):
+            if self._undo:
+                self._undo.pop()
+            self.history_.pop()
+        self._restore(weights)
+        if self.probe is not None:
+            self.remeasure()
 
     def undo(self) -> None:
         """Restore the weights before the last step exactly (bounded by ``undo_depth``)."""
@@ -235,12 +375,16 @@ class UnlearningRun:
             raise IndexError("nothing to undo")
         self._restore(self._undo.pop())
         self.history_.pop()
+        if self.probe is not None:
+            self.remeasure()
 
     def reset(self) -> None:
         """Back to the original weights with an empty history."""
         self._restore(self._initial)
         self._undo.clear()
         self.history_.clear()
+        if self.probe is not None:
+            self.remeasure()
 
     @property
     def can_undo(self) -> bool:

@@ -35,13 +35,16 @@ from hamu_core.metrics import Evaluation, SampleOutputs, evaluate, sample_output
 from hamu_core.models import ModelConfig, model_fingerprint
 from hamu_core.store import STORE_FILE, RunStore
 from hamu_core.training import Progress, TrainConfig
+from hamu_core.target import measure, measured_splits
 from hamu_core.uploads import load_upload
-from hamu_ui.session import Upload, measure, measured_splits
+from hamu_ui.session import Upload
 
-EMBED_MAX_POINTS = {"pca": 10_000, "tsne": 2_000, "umap": 5_000}  # a seeded subset beyond this
+# Points drawn on a map (a seeded subset beyond this). PCA maps every sample, so a lasso selects
+# all of them in its region; t-SNE and UMAP map only the drawn subset.
+EMBED_MAX_POINTS = {"pca": 10_000, "tsne": 2_000, "umap": 5_000}
 # The map choices as offered to users; UMAP's first fit in a process compiles numba code
 # (tens of seconds on two cores, bench/bench_eval.py), later fits take seconds.
-MAP_CHOICES = {"pca": "PCA (instant)", "tsne": "t-SNE (seconds)", "umap": "UMAP (first use compiles: up to a minute)"}
+MAP_CHOICES = {"pca": "PCA (seconds; once per model)", "tsne": "t-SNE (seconds)", "umap": "UMAP (first use compiles: up to a minute)"}
 HARDNESS_MAX_POINTS = 5_000  # samples scored for hardness, and behind g_r (a seeded subset beyond this)
 MODEL_STORE_SIZE = 24  # trained models kept in memory (one original, one retrain per forget set)
 

@@ -14,29 +14,103 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from hamu_ui.figures import _LAYOUT, SPLIT_COLOURS, tradeoff_figure
+from hamu_ui.figures import _LAYOUT, SPLIT_COLOURS
 
 MODEL_COLOURS = {"original": "#8c8c8c", "current": "#d62728", "retrain": "#ff7f0e"}
 TWIN_GAP = 0.25  # blank space between the two maps, as a fraction of the first map's width
 MAX_LINKS = 300  # forget samples joined by a line in the twin embedding (more is unreadable)
+# Axes of the accuracy map, in accuracy points: a run joins the view when within FOCUS_REACH of it
+# (so one collapsed run cannot squeeze the rest), a view is at least FOCUS_MIN_SPAN wide (so a
+# half-point gap does not look like a chasm) and gets FOCUS_PAD of margin for the markers.
+FOCUS_REACH, FOCUS_MIN_SPAN, FOCUS_PAD = 10.0, 10.0, 2.0
 
 
-def frontier_figure(paths: Mapping[str, pd.DataFrame], front: pd.DataFrame,
-                    reference: tuple[float, float] | None = None) -> go.Figure:
-    """Every method's trade-off path overlaid, the Pareto front of their final points drawn over them.
+def focus_range(anchors: Sequence[float], values: Sequence[float], *, reach: float = FOCUS_REACH,
+                pad: float = FOCUS_PAD, min_span: float = FOCUS_MIN_SPAN, bounds: tuple[float, float] = (0.0, 100.0)
+                ) -> tuple[float, float]:
+    """An axis range around ``anchors`` (the reference and the original) that keeps nearby runs readable.
 
-    ``paths`` as for ``figures.tradeoff_figure``; ``front`` holds the non-dominated final
-    points (``compare.pareto_front``): columns label, retain_loss_change, forget_loss_gain.
+    The range starts at the anchors' span and takes in, one by one, every value within
+    ``reach`` of its current edge, so a chain of sensible runs stays in view while a lone
+    outlier (a collapsed model at 10 % retain accuracy beside runs at 97 %) does not
+    squeeze them into a dot; it is drawn at the edge instead (``off_chart``). The range
+    is then widened to at least ``min_span`` (slid back inside ``bounds`` when it would
+    cross one) and padded by ``pad``. NaN values are ignored.
     """
-    fig = tradeoff_figure(paths, reference)
-    front = front.sort_values("retain_loss_change")
-    fig.add_trace(go.Scatter(
-        x=front["retain_loss_change"], y=front["forget_loss_gain"], mode="lines+markers", name="Pareto front",
-        text=front["label"], hovertemplate="%{text}<br>retain loss %{x:+.4f}<br>forget loss %{y:+.3f}<extra></extra>",
-        line=dict(color="black", width=3, dash="dot"),
-        marker=dict(symbol="circle-open", size=18, color="black", line=dict(width=2))))
-    fig.update_layout(title="Trade-off paths and the Pareto front of final points", height=420)
-    return fig
+    low, high = float(min(anchors)), float(max(anchors))
+    finite = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
+    for v in np.sort(finite[finite < low])[::-1]:
+        if low - v > reach:
+            break
+        low = float(v)
+    for v in np.sort(finite[finite > high]):
+        if v - high > reach:
+            break
+        high = float(v)
+    grow = max(0.0, min_span - (high - low)) / 2
+    low, high = low - grow, high + grow
+    shift = max(0.0, bounds[0] - low) - max(0.0, high - bounds[1])  # slide back inside the bounds
+    low, high = max(bounds[0], low + shift), min(bounds[1], high + shift)
+    return low - pad, high + pad
+
+
+def off_chart(values: Sequence[float], span: tuple[float, float]) -> np.ndarray:
+    """-1 where a value lies below ``span``, +1 above it, 0 inside: off-chart points are drawn at that edge."""
+    values = np.asarray(values, dtype=float)
+    return np.where(values < span[0], -1, np.where(values > span[1], 1, 0))
+
+
+EDGE_SYMBOLS = {(0, -1): "triangle-down", (0, 1): "triangle-up", (-1, 0): "triangle-left", (1, 0): "triangle-right"}
+
+
+def reference_figure(points: pd.DataFrame, reference: Mapping[str, float], original: Mapping[str, float]) -> go.Figure:
+    """Final points in accuracy space around the retrain reference: better is closer to the star.
+
+    ``points`` is ``compare.merge_identical`` of ranked final points (closest first): one
+    row per distinct point with ``labels``, ``forget_acc``, ``retain_acc``, ``test_acc``
+    and ``distance``. x is forget accuracy, y retain accuracy (in %), the reference a star,
+    the original model a grey cross; each point is numbered by rank. Axes follow
+    ``focus_range`` around the reference and the original; a point beyond them is drawn on
+    the edge as a triangle pointing where it lies, its true accuracies written beside it.
+    """
+    x, y = 100 * points["forget_acc"].to_numpy(float), 100 * points["retain_acc"].to_numpy(float)
+    anchors = {axis: [100 * reference[f"{axis}_acc"], 100 * original[f"{axis}_acc"]] for axis in ("forget", "retain")}
+    x_span, y_span = focus_range(anchors["forget"], x), focus_range(anchors["retain"], y)
+    inset = FOCUS_PAD / 2  # off-chart points sit in the margin, apart from the points in range
+    shown_x = np.clip(x, x_span[0] + inset, x_span[1] - inset)
+    shown_y = np.clip(y, y_span[0] + inset, y_span[1] - inset)
+    edges = zip(off_chart(x, x_span), off_chart(y, y_span))
+    palette = qualitative.D3 + qualitative.Pastel
+    traces, notes = [], []
+    for rank, (row, px, py, edge) in enumerate(zip(points.itertuples(), shown_x, shown_y, edges), start=1):
+        edge = (int(edge[0]), int(edge[1]))
+        traces.append(go.Scatter(
+            x=[px], y=[py], mode="markers+text", name=f"{rank}. {', '.join(row.labels)} ({row.distance:.1f} pts)",
+            text=[str(rank)], textposition="top center",
+            marker=dict(symbol=EDGE_SYMBOLS.get(edge, "circle" if edge == (0, 0) else "diamond"),
+                        size=16 if rank == 1 else 11, color=palette[(rank - 1) % len(palette)],
+                        line=dict(color="black", width=2 if rank == 1 else 0)),
+            hovertemplate=(f"{'<br>'.join(row.labels)}<br>forget {100 * row.forget_acc:.1f}% · retain "
+                           f"{100 * row.retain_acc:.1f}% · test {100 * row.test_acc:.1f}%<br>"
+                           f"distance {row.distance:.1f} points<extra></extra>")))
+        if edge != (0, 0):
+            right = edge[0] == 1  # at the right edge the note goes to the marker's left
+            notes.append(dict(x=px, y=py, text=f"{rank}: forget {100 * row.forget_acc:.0f}%, retain "
+                              f"{100 * row.retain_acc:.0f}% (off the axes)", showarrow=False,
+                              xanchor="right" if right else "left", xshift=-12 if right else 12,
+                              font=dict(size=11, color="#555")))
+    traces.append(go.Scatter(x=[anchors["forget"][1]], y=[anchors["retain"][1]], mode="markers", name="original model",
+                             marker=dict(symbol="x", size=12, color=MODEL_COLOURS["original"]),
+                             hovertemplate="original model<extra></extra>"))
+    traces.append(go.Scatter(x=[anchors["forget"][0]], y=[anchors["retain"][0]], mode="markers",
+                             name="retrain reference (the target)", hovertemplate="retrain reference<extra></extra>",
+                             marker=dict(symbol="star", size=18, color=MODEL_COLOURS["retrain"],
+                                         line=dict(color="black", width=1))))
+    return go.Figure(traces, layout=dict(
+        **_LAYOUT, height=440, annotations=notes, legend=dict(orientation="h", y=-0.2),
+        title="Where each run ended: closer to the star (the retrain reference) is better",
+        xaxis=dict(title="forget accuracy (%)", range=list(x_span)),
+        yaxis=dict(title="retain accuracy (%)", range=list(y_span))))
 
 
 def twin_embedding_figure(frame: pd.DataFrame, max_links: int = MAX_LINKS) -> go.Figure:

@@ -3,7 +3,8 @@
 Kept free of ``st.*`` so every chart can be unit-tested and reused by any page (or a
 report) without a running app. The embedding figure stores each point's sample id in
 ``customdata``; ``selected_ids`` is its counterpart that reads ids back out of a
-selection event, so the encoding lives in one file.
+selection event (and the samples inside its box or lasso regions), so the encoding lives
+in one file.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.colors import qualitative
 
+from hamu_core.embedding import ids_in_region
 from hamu_core.hardness import EASY_COS, HARD_COS
 
 SPLIT_COLOURS = {"forget": "#d62728", "retain": "#1f77b4", "test": "#8c8c8c"}
@@ -102,12 +104,35 @@ def _add_points(fig: go.Figure, scatter, group: pd.DataFrame, name: str, colour,
     ))
 
 
-def selected_ids(event) -> np.ndarray:
-    """Sample ids of the points in a plotly selection event, sorted and unique.
+Region = tuple[tuple[float, ...], tuple[float, ...]]  # a polygon's vertex xs and ys, in data coordinates
 
-    Accepts the event object or dict that ``st.plotly_chart(on_select=...)`` returns
-    (``event["selection"]["points"]``), or None. Each point's ``customdata`` may come back
-    as a list, as a dict such as ``{"0": id}``, or as the bare id.
+
+def selection_regions(event) -> tuple[Region, ...]:
+    """The box and lasso regions of a plotly selection event, each as a polygon (a box as its 4 corners).
+
+    Streamlit reports a box as ``{"x": [x0, x1], "y": [y0, y1]}`` and a lasso as its
+    path's vertices ``{"x": [...], "y": [...]}``, both in data coordinates.
+    """
+    if not event:
+        return ()
+    selection = event["selection"] if "selection" in event else {}
+    regions = []
+    for box in selection.get("box", []) or []:
+        (x0, x1), (y0, y1) = box["x"], box["y"]
+        regions.append(((x0, x1, x1, x0), (y0, y0, y1, y1)))
+    for lasso in selection.get("lasso", []) or []:
+        regions.append((tuple(lasso["x"]), tuple(lasso["y"])))
+    return tuple((tuple(map(float, xs)), tuple(map(float, ys))) for xs, ys in regions)
+
+
+def selected_ids(event, frame: pd.DataFrame | None = None) -> np.ndarray:
+    """Sample ids selected in a plotly selection event, sorted and unique.
+
+    The event's points (clicked, or drawn inside a box or lasso) give their ``customdata``,
+    which may come back as a list, as a dict such as ``{"0": id}``, or as the bare id. Given
+    the map's ``frame`` (columns id, x, y, every mapped sample), each box or lasso region
+    also selects every sample of the frame inside it, drawn or not: on a subsampled map a
+    lasso then takes the whole region, not only the points the browser drew.
     """
     if not event:
         return np.empty(0, dtype=np.int64)
@@ -121,6 +146,8 @@ def selected_ids(event) -> np.ndarray:
             value = value[0] if value else None
         if value is not None:
             ids.append(int(value))
+    if frame is not None:
+        ids.extend(i for xs, ys in selection_regions(event) for i in ids_in_region(frame, xs, ys).tolist())
     return np.unique(np.asarray(ids, dtype=np.int64))
 
 

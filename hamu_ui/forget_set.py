@@ -3,7 +3,8 @@
 A chart selection is read from ``st.session_state`` before the chart is drawn, so the
 chart a user sees already includes what they just selected. Every selection rule either
 replaces the forget set or adds to it; a rule that cannot be applied says why in an
-``st.error`` and leaves the forget set as it was.
+``st.error`` and leaves the forget set as it was. A list of ids is taken as people write
+it: its training ids are used and the others (test or unknown ids) named in a notice.
 """
 
 from __future__ import annotations
@@ -13,26 +14,30 @@ import pandas as pd
 import streamlit as st
 
 from hamu_core.data import LabelledData
-from hamu_core.selection import select_class, select_hardest, select_ids, select_random, select_rho_mix
+from hamu_core.selection import select_class, select_hardest, select_listed, select_random, select_rho_mix
 from hamu_ui import cache
-from hamu_ui.figures import selected_ids
+from hamu_ui.figures import selected_ids, selection_regions
 from hamu_ui.session import StudioSession
 
 CHART_KEY = "forget.chart"
 
 
-def apply_chart_selection(session: StudioSession, data: LabelledData, action: str) -> int | None:
+def apply_chart_selection(session: StudioSession, data: LabelledData, action: str, frame: pd.DataFrame) -> int | None:
     """Apply the embedding chart's selection once (add, remove or just look); returns the first selected id.
 
     Read from ``st.session_state`` before the chart is drawn, so the chart already shows
-    the new forget set. A selection is applied once: the same event seen again is ignored,
-    and an empty selection re-arms it. Test samples are never forgotten and are skipped.
+    the new forget set. ``frame`` is the map of every mapped sample: a box or lasso takes
+    every sample of it inside the region, drawn or not. A selection is applied once: the
+    same event seen again is ignored (even on another map, where its region would cover
+    other samples), and an empty selection re-arms it. Test samples are never forgotten
+    and are skipped.
     """
-    ids = selected_ids(st.session_state.get(CHART_KEY))
+    event = st.session_state.get(CHART_KEY)
+    ids = selected_ids(event, frame)
     if len(ids) == 0:
         session.applied_selection = ()
         return None
-    signature = (action, tuple(ids))
+    signature = (action, tuple(selected_ids(event).tolist()), selection_regions(event))
     if signature != session.applied_selection:
         session.applied_selection = signature
         trainable = ids[np.isin(ids, data.train_ids)]
@@ -41,6 +46,26 @@ def apply_chart_selection(session: StudioSession, data: LabelledData, action: st
         elif action == "remove":
             session.set_forget(np.setdiff1d(session.forget_ids, trainable))
     return int(ids[0])
+
+
+MAP_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+
+
+def map_note(frame: pd.DataFrame, method: str, n_samples: int) -> str | None:
+    """What the map leaves out, in words: None when every sample is mapped and drawn.
+
+    ``frame`` is an ``embedding.embed`` frame (its ``drawn`` column marks the points drawn),
+    ``n_samples`` the dataset's size.
+    """
+    mapped, drawn = len(frame), int(frame["drawn"].sum())
+    if drawn == mapped == n_samples:
+        return None
+    if mapped == n_samples:
+        return (f"The map draws {drawn:,} of {n_samples:,} samples (a seeded subsample keeps the chart quick). "
+                "A lasso or box still selects every sample inside it, drawn or not.")
+    return (f"This {MAP_NAMES.get(method, method)} map holds {mapped:,} of {n_samples:,} samples (a seeded "
+            "subsample): mapping them all would take minutes, so a lasso or box selects among these only. "
+            "The PCA map holds every sample.")
 
 
 SHADES = " ░▒▓█"  # darkest last: a pixel's intensity picks one, doubled so cells look square
@@ -95,10 +120,19 @@ def selection_tools(session: StudioSession, data: LabelledData, hardness: cache.
         file = st.file_uploader("A CSV or text file of sample ids", type=["csv", "txt"], key="forget.ids_file")
         typed = st.text_input("…or type ids", key="forget.ids_text", placeholder="e.g. 3, 17, 42")
         source = file.getvalue().decode("utf-8", "replace") if file is not None else typed
-        _use(session, "ids", lambda: select_ids(data, parse_ids(source)))
+        _use(session, "ids", lambda: listed_training_ids(session, data, source))
     if st.button("Clear the forget set", key="forget.clear", disabled=not len(session.forget_ids)):
         session.set_forget([])
         st.rerun()
+
+
+def listed_training_ids(session: StudioSession, data: LabelledData, text: str) -> np.ndarray:
+    """The training ids of a typed or uploaded list; the ids skipped (test, unknown) are named in a notice."""
+    listed = select_listed(data, parse_ids(text))
+    if listed.skipped:
+        session.notify("warning", f"Took the {len(listed.ids)} training ids of the list and "
+                       f"{listed.skipped_note()}.")
+    return listed.ids
 
 
 def parse_ids(text: str) -> np.ndarray:

@@ -16,7 +16,7 @@ import streamlit as st
 from hamu_core.embedding import annotate
 from hamu_core.metrics import SampleOutputs, class_accuracy
 from hamu_core.models import model_fingerprint
-from hamu_core.privacy import loss_attack_auc, mia_reading
+from hamu_core.privacy import bootstrap_interval, loss_attack_auc, mia_reading
 from hamu_ui import cache, widgets
 from hamu_ui.comparison_figures import attack_histogram, class_accuracy_figure, collateral_figure, twin_embedding_figure
 from hamu_ui.session import StudioSession
@@ -104,8 +104,24 @@ def attack_table(per_model: dict[str, dict[str, SampleOutputs]], statistic: str,
     for name, split in per_model.items():
         forget, test = getattr(split["forget"], statistic), getattr(split["test"], statistic)
         tpr, fpr = attack_rates(forget, test, threshold)
-        rows.append({"model": name, "TPR": tpr, "FPR": fpr, "AUC": loss_attack_auc(forget, test)})
+        low, high = bootstrap_interval(loss_attack_auc, (forget, test))
+        rows.append({"model": name, "TPR": tpr, "FPR": fpr, "AUC": loss_attack_auc(forget, test),
+                     "AUC 95% low": low, "AUC 95% high": high})
     return pd.DataFrame(rows).set_index("model")
+
+
+def auc_reading(table: pd.DataFrame, name: str) -> str:
+    """``privacy.mia_reading`` of one model's AUC, with its interval, against the retrained and original models'."""
+    def estimate(model: str) -> dict:
+        if model not in table.index:
+            return {}
+        row = table.loc[model]
+        return {"auc": row["AUC"], "interval": (row["AUC 95% low"], row["AUC 95% high"])}
+
+    current, retrain, original = estimate(name), estimate("retrain"), estimate("original")
+    return mia_reading(current["auc"], retrain.get("auc"), interval=current["interval"],
+                       retrain_interval=retrain.get("interval"), original_auc=original.get("auc"),
+                       original_interval=original.get("interval"))
 
 
 def attack_view(ws: Workspace, per_model: dict[str, dict[str, SampleOutputs]]) -> None:
@@ -137,7 +153,7 @@ def attack_view(ws: Workspace, per_model: dict[str, dict[str, SampleOutputs]]) -
                            key="inspect.attack")
     table_col.dataframe(table.style.format("{:.3f}"))
     if statistic == "loss":
-        table_col.markdown(mia_reading(table.loc[name, "AUC"], None if reference is None else reference["AUC"]))
+        table_col.markdown(auc_reading(table, name))
     with table_col.popover("What do these numbers mean?"):
         st.markdown("\n\n".join(f"**{metric}** — {DEFINITIONS[metric.lower()]}" for metric in ATTACK_NUMBERS))
     forget = per_model[name]["forget"]

@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 from plotly.offline import get_plotlyjs
 
-from hamu_core.metrics import Evaluation, verdict
+from hamu_core.metrics import AMBER, GREEN, GREY, RED, STATUS_WORDS, Evaluation, verdict
 from hamu_core.models import model_fingerprint
 from hamu_core.report import DEFINITIONS, KEY_NUMBERS, Report, build_report
 from hamu_core.selection import describe_selection
@@ -23,23 +23,31 @@ from hamu_ui import cache, runs, stepper
 from hamu_ui.session import StudioSession
 from hamu_ui.widgets import Workspace
 
-LIGHTS = {"green": ("green", "as retraining"), "amber": ("orange", "some way off"), "red": ("red", "far off")}
+LIGHTS = {status: (colour, STATUS_WORDS[status])
+          for status, colour in ((GREEN, "green"), (AMBER, "orange"), (RED, "red"), (GREY, "gray"))}
 MODELS = {"original": "Original", "current": "This model", "retrain": "Retrain reference"}
 CONFIRM_KEY = "report.confirm_delete"
 
 
+def reported_step(session: StudioSession) -> int:
+    """The step the report describes: the one closest to the retrain reference, else the last."""
+    run = session.live.run
+    return len(run.history_) if run.closest_step_ is None else run.closest_step_
+
+
 def run_evaluation(session: StudioSession, ws: Workspace, reference: cache.TrainedModel | None) -> Evaluation:
-    """The live run's current model evaluated on every sample (cached per weights)."""
-    model = session.live.run.model_
+    """The reported step's model evaluated on every sample (cached per weights)."""
+    model = session.live.run.model_at(reported_step(session))
     return cache.evaluation(ws.source, model_fingerprint(model), reference.key if reference else "none",
                             ws.original.key, session.forget_key, session.seed, ws.data, model,
                             reference.model if reference else None, ws.original.model, session.forget_ids)
 
 
 def show_verdict(evaluation: Evaluation) -> dict:
-    """The three findings, each with a coloured badge; returns them as plain data for the report.
+    """The three findings, each with a coloured badge that says its status in words; returns them as plain data.
 
-    Badges rather than ``st.error`` boxes: a red finding is a result, not a failure of the app.
+    Badges rather than ``st.error`` boxes: a red finding is a result, not a failure of the app,
+    and a grey one ("cannot tell at this size") is a limit of the data, not a pass.
     """
     findings = asdict(verdict(evaluation))
     for finding in findings.values():
@@ -83,26 +91,55 @@ def build(session: StudioSession, ws: Workspace, evaluation: Evaluation, finding
     return build_report(
         settings=settings, dataset={**session.provenance(ws.data), "sizes": evaluation.sizes},
         forget={"size": summary.size, "class_mix": summary.class_mix, "ids": session.forget_ids.tolist()},
-        history=[record.to_dict() for record in live.history], evaluation=evaluation.to_dict(), verdict=findings,
+        history=[{**record.to_dict(), **live.points[record.step]} for record in live.history],
+        evaluation=evaluation.to_dict(), verdict=findings, outcome=outcome(session),
         figures_html={caption: figure.to_html(full_html=False, include_plotlyjs=False)
                       for caption, figure in figures.items()},
         plotlyjs=get_plotlyjs(),
     )
 
 
+def has_outcome(session: StudioSession) -> bool:
+    """Whether the live run has something to report: steps taken, or the finding that none are needed."""
+    run = session.live.run
+    return bool(run.history_) or (run.target is not None and run.target.nothing_to_do() is not None)
+
+
+def outcome(session: StudioSession) -> dict:
+    """How the run's last step loop ended and which step the report describes, for ``build_report``."""
+    run, step = session.live.run, reported_step(session)
+    why = ("the last step (no retrain reference to aim at)" if run.closest_step_ is None
+           else "the step closest to the retrain reference")
+    return {"stop": asdict(run.stop_) if run.stop_ else None, "reported_step": step, "reported_why": why}
+
+
+def outcome_words(session: StudioSession) -> str:
+    """The report's headline: nothing to do, or which step of how many is reported and why the run ended."""
+    live, step = session.live, reported_step(session)
+    stop = live.run.stop_
+    ended = f" The run ended: {stop.message}." if stop is not None and stop.kind != "step_limit" else ""
+    if not live.history:
+        settled = live.run.target.nothing_to_do() if live.run.target is not None else None
+        if settled is not None:
+            return ("**Nothing to do:** the original model already behaves like the model retrained without these "
+                    f"samples, {settled.evidence()}. The verdict below is the original model's.")
+        return "No step was taken: the verdict below is the original model's." + ended
+    return (f"This report describes step {step} of {len(live.history)} {live.method.upper()} steps"
+            + (", the one closest to the retrain reference." if live.run.closest_step_ is not None else ".") + ended)
+
+
 def show_report(session: StudioSession, ws: Workspace, reference: cache.TrainedModel | None) -> None:
     """Verdict, key numbers beside the retrain reference's, the run's charts, and the three downloads."""
     live = session.live
-    with st.spinner("Evaluating the current model on every sample (membership attacks included)…"):
+    with st.spinner("Evaluating the reported model on every sample (membership attacks included)…"):
         evaluation = run_evaluation(session, ws, reference)
-    st.subheader(f"Verdict after {len(live.history)} {live.method.upper()} steps")
+    st.subheader("Verdict")
+    st.markdown(outcome_words(session))
     findings = show_verdict(evaluation)
     st.subheader("Key numbers")
     key_numbers(evaluation)
     st.subheader("Charts")
-    point = None if reference is None else cache.model_point(ws.source, reference.key, session.forget_key, session.seed,
-                                                             ws.data, reference.model, session.forget_ids)
-    figures = stepper.run_figures(live, point)
+    figures = stepper.run_figures(live)
     columns = [column for _ in range(math.ceil(len(figures) / 2)) for column in st.columns(2)]
     for index, (column, figure) in enumerate(zip(columns, figures.values())):
         column.plotly_chart(figure, key=f"report.chart{index}")

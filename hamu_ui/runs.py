@@ -10,6 +10,7 @@ forget set, the method and its settings, and the run itself, replayed and checke
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from hamu_core.builtin_data import DatasetUnavailable
@@ -98,7 +99,9 @@ def reopen(session: StudioSession, run_id: str) -> bool:
         model_config, train_config = _configs(stored.dataset)
         with st.spinner(f"Reopening run {run_id}: loading its model and replaying {len(stored.history)} steps…"):
             original = cache.trained_model(source, data, model_config, train_config, "original")
-            live = LiveRun.reopen((), data, original.model, store, run_id)
+            forget_ids = np.asarray(stored.forget_ids, dtype=np.int64)
+            reference = cache.trained_model(source, data, model_config, train_config, "retrain", forget_ids)
+            live = LiveRun.reopen((), data, original.model, store, run_id, reference=reference.model)
     except (KeyError, TypeError, ValueError, DataError, DatasetUnavailable, ReplayMismatch, StoreError) as err:
         st.warning(f"Run {run_id} cannot be reopened here: {err}")
         return False

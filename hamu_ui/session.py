@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import streamlit as st
-import torch
 from torch import nn
 
 from hamu_core.checkpoint import ids_hash
@@ -27,14 +26,12 @@ from hamu_core.compare import Comparison
 from hamu_core.config import DEFAULTS
 from hamu_core.data import LabelledData
 from hamu_core.experiment import unlearning_run
-from hamu_core.metrics import SampleOutputs, forward_batched, split_ids
 from hamu_core.models import ModelConfig
 from hamu_core.store import RunStore, StoredRunRecorder, StoreError, resume_run
 from hamu_core.training import TrainConfig
-from hamu_core.unlearner import StepRecord, StepRefused, UnlearningRun
+from hamu_core.unlearner import DEFAULT_STOP, Stop, StepRecord, UnlearningRun
 
 SESSION_KEY = "studio"
-MEASURE_LIMIT = 2000  # samples per split measured after every step (a seeded subset beyond this)
 RUN_COLUMNS = ("step", "branch", "kappa", "kappa2", "margin", "cos_rf", "radius", "constraint", "feasible",
                "degradation_unavoidable", "step_norm")
 
@@ -51,77 +48,51 @@ class Upload:
         return hashlib.sha256(self.name.encode() + b"\0" + self.content).hexdigest()[:16]
 
 
-Probe = dict[str, tuple[np.ndarray, torch.Tensor, torch.Tensor]]  # split → (ids, inputs, labels)
-
-
-def measured_splits(data: LabelledData, forget_ids: np.ndarray, seed: int) -> Probe:
-    """Forget, retain and test samples, each cut to a seeded subset of ``MEASURE_LIMIT`` so a step stays cheap."""
-    rng = np.random.default_rng(seed)
-    probe = {}
-    for split, ids in split_ids(data, forget_ids).items():
-        if len(ids) > MEASURE_LIMIT:
-            ids = np.sort(rng.choice(ids, MEASURE_LIMIT, replace=False))
-        probe[split] = (ids, *data.tensors(ids))
-    return probe
-
-
-def measure(model: nn.Module, probe: Probe) -> dict[str, float]:
-    """Accuracy and mean loss of ``model`` on each split (no-grad passes), keys like ``forget_acc``."""
-    point = {}
-    for split, (ids, x, y) in probe.items():
-        outputs = SampleOutputs.from_logits(ids, forward_batched(model, x), y)
-        point[f"{split}_acc"] = outputs.accuracy
-        point[f"{split}_loss"] = float(outputs.loss.mean())
-    return point
-
-
 class LiveRun:
-    """An ``UnlearningRun`` plus the accuracy and loss measured after every step.
+    """The session's ``UnlearningRun``, stored as it goes, with the key of what it was built from.
 
     ``key`` records what the run was built from (data, model, forget set, method, settings);
-    the page starts a new run when that changes. ``points[k]`` is the measurement after
-    step k, ``points[0]`` the original model's, so undo and reset only trim the list.
+    the page starts a new run when that changes. The run measures itself after every step
+    (``points``, ``points[0]`` the original model's), and given the retrain ``reference`` it
+    knows its target: the stop rule "reached_reference", "nothing to do" and the closest step.
 
     Given a ``store``, the run is written to it from its first step on (not before, so
-    trying settings on the Unlearn page leaves no empty runs behind): every step, undo and
-    reset goes through a ``StoredRunRecorder``, and each measurement is stored as that
-    step's evaluation, which is what lets ``reopen`` redraw the charts after a reload.
-    ``dataset`` is what the store keeps to rebuild the run (``StudioSession.provenance``).
+    trying settings on the Unlearn page leaves no empty runs behind): every step (with its
+    measurement), undo, roll-back and reset goes through a ``StoredRunRecorder``, which is
+    what lets ``reopen`` redraw the charts after a reload. ``dataset`` is what the store keeps
+    to rebuild the run (``StudioSession.provenance``).
     """
 
     def __init__(self, key: tuple, data: LabelledData, model: nn.Module, forget_ids: np.ndarray,
                  method: str, settings: dict, seed: int, *, store: RunStore | None = None,
-                 dataset: dict | None = None) -> None:
+                 dataset: dict | None = None, reference: nn.Module | None = None) -> None:
         self.key = key
         self.method = method
         self.forget_ids = forget_ids
         self.store, self.dataset = store, dataset or {}
         self.recorder: StoredRunRecorder | None = None
-        self.probe = measured_splits(data, forget_ids, seed)
-        self.run = unlearning_run(data, model, forget_ids, method, settings, seed=seed)
-        self.points = [measure(self.run.model_, self.probe)]
+        self.run = unlearning_run(data, model, forget_ids, method, settings, seed=seed, reference=reference)
 
     @classmethod
-    def reopen(cls, key: tuple, data: LabelledData, model: nn.Module, store: RunStore, run_id: str) -> LiveRun:
+    def reopen(cls, key: tuple, data: LabelledData, model: nn.Module, store: RunStore, run_id: str,
+               reference: nn.Module | None = None) -> LiveRun:
         """The stored run ``run_id`` rebuilt on ``model`` by replaying its steps, and recorded again from here.
 
         ``resume_run`` checks every replayed step against the stored one (ReplayMismatch
-        otherwise). Measurements come from the stored evaluations; one missing (a server
-        killed between a step and its measurement) is measured again when it is the last
-        step and left blank (NaN) in the charts otherwise.
+        otherwise) and measures the replayed steps; steps a checkpoint skipped take their
+        measurements from the store (NaN in the charts where none was stored).
         """
         stored = store.get_run(run_id)
         settings = {k: v for k, v in stored.settings.items() if k not in ("method", "variant")}
         live = cls(key, data, model, np.asarray(stored.forget_ids, dtype=np.int64), stored.method, settings,
-                   stored.seed, store=store, dataset=stored.dataset)
-        live.run = resume_run(store, run_id, model, live.run.retain, live.run.forget)
+                   stored.seed, store=store, dataset=stored.dataset, reference=reference)
+        fresh = live.run
+        live.run = resume_run(store, run_id, model, fresh.retain, fresh.forget, target=fresh.target, probe=fresh.probe)
         live.recorder = StoredRunRecorder(store, run_id, live.run)
-        measured = {e["step"]: {k: v for k, v in e.items() if k != "step"} for e in stored.evaluations}
-        last = len(live.history)
-        blank = dict.fromkeys(live.points[0], math.nan)
-        live.points = [measured.get(0, live.points[0])] + [measured.get(k, blank) for k in range(1, last + 1)]
-        if last and last not in measured:
-            live.points[-1] = measure(live.run.model_, live.probe)
+        measured = {e["step"]: {k: v for k, v in e.items() if k in live.points[0]} for e in stored.evaluations}
+        for step, point in enumerate(live.points):
+            if math.isnan(point["forget_acc"]) and measured.get(step):
+                live.points[step] = measured[step]
         return live
 
     @property
@@ -133,12 +104,16 @@ class LiveRun:
     def history(self) -> list[StepRecord]:
         return self.run.history_
 
+    @property
+    def points(self) -> list[dict[str, float]]:
+        """Accuracy and loss per split after each step; ``points[0]`` before any step."""
+        return self.run.points_
+
     def _stepper(self) -> UnlearningRun | StoredRunRecorder:
         """What steps, undoes and resets: the recorder once the run is stored, the bare run otherwise."""
         if self.recorder is None and self.store is not None:
             self.recorder = StoredRunRecorder.start(self.store, self.run, dataset=self.dataset,
                                                     forget_ids=self.forget_ids)
-            self.recorder.evaluate(self.points[0])
         return self.recorder or self.run
 
     def close(self) -> None:
@@ -152,29 +127,24 @@ class LiveRun:
             with contextlib.suppress(KeyError, StoreError):
                 self.recorder.finish()
 
-    def step(self, n: int = 1) -> str | None:
-        """Take up to ``n`` steps, measuring after each; returns why it stopped early, if it did.
+    def step(self, n: int = 1, stop_when=()) -> Stop:
+        """Take up to ``n`` steps under the stop rules ``stop_when``; returns why the loop ended.
 
-        A refused step (a stop option fired) ends the batch with its reason; a step whose
-        loss became NaN raises FloatingPointError after the run has undone it.
+        The run's one step loop (``UnlearningRun.steps``), stored step by step: a refused step,
+        a step that made the loss non-finite (undone) and every stop rule end it with a reason.
         """
-        for _ in range(n):
-            try:
-                self._stepper().step()
-            except StepRefused as refusal:
-                return str(refusal)
-            self.points.append(measure(self.run.model_, self.probe))
-            if self.recorder is not None:
-                self.recorder.evaluate(self.points[-1])
-        return None
+        for _ in self._stepper().steps(n, stop_when):
+            pass
+        return self.run.stop_
 
     def undo(self) -> None:
         self._stepper().undo()
-        self.points.pop()
+
+    def rollback(self, step: int) -> None:
+        self._stepper().rollback(step)
 
     def reset(self) -> None:
         self._stepper().reset()
-        del self.points[1:]
 
     def frame(self) -> pd.DataFrame:
         """One row per step (row 0: before any step) with the record's numbers and the measurements.
@@ -205,7 +175,8 @@ class StudioSession:
     applied_selection: tuple = ()  # the chart selection already applied (each is applied once)
     focus_id: int | None = None  # the sample shown beside the embedding
     playing: bool = False  # the Unlearn page's Play is on
-    notices: list[tuple[str, str]] = field(default_factory=list)  # (kind, text) to show once: "error", "warning", "info"
+    stop_when: tuple[str, ...] = DEFAULT_STOP  # the Unlearn page's stop rules (UnlearningRun.steps)
+    notices: list[tuple[str, str]] = field(default_factory=list)  # (kind, text) to show once: "error", "warning", "info", "success"
     comparison: tuple[tuple, Comparison] | None = None  # Compare page: (what it ran on, its result)
     url_read: bool = False  # the page URL's run id was read (once per browser session, or on a reopen request)
 

@@ -13,6 +13,7 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from torch import nn
 
 from hamu_core.config import DEFAULTS
 from hamu_core.store import StoreError
@@ -27,22 +28,40 @@ PROTECTED = {"hamu-q": "retain", "hamu-u": "forget"}
 
 
 def explain(records: list[StepRecord], method: str) -> list[str]:
-    """Plain sentences for the steps just taken that were infeasible or could not avoid degradation."""
+    """Plain sentences for the steps just taken that were infeasible or could not avoid degradation.
+
+    An infeasible step is described as it was taken: capped at the radius (the default) or
+    the exact, longer step, with both lengths, so a long step never goes unmentioned.
+    """
     lines = []
     infeasible = [r.step for r in records if not r.feasible]
     if infeasible:
         last = next(r for r in reversed(records) if not r.feasible)
+        exact = last.info.get("exact_step_norm", last.step_norm)  # records stored before capping lack it
+
+        def times_radius(length: float) -> str:
+            return f"{length / last.radius:.3g}× the radius" if last.radius > 0 else "the radius is 0"
+
+        if last.info.get("capped", False):
+            taken = (f"so HAMU took the best step inside the radius instead, {last.step_norm:.3g} long (R = "
+                     f"{last.radius:.3g}), gaining {last.info.get('predicted_constraint_gain', math.nan):.3g} of B. "
+                     f"The exact step that gains B would have been {exact:.3g} long ({times_radius(exact)}); "
+                     "the setting 'Infeasible steps: exact' takes it.")
+        else:
+            taken = (f"so HAMU took the exact closed-form step, {last.step_norm:.3g} long "
+                     f"({times_radius(last.step_norm)}, R = {last.radius:.3g}).")
         lines.append(
             f"{_steps(infeasible)} infeasible: no step within the radius could {GUARANTEE.get(method, 'meet')} by "
-            f"B = {last.constraint:g}, so HAMU took the shortest step that does, longer than the radius. "
+            f"B = {last.constraint:g}, {taken} "
             "Early on this is normal: the model still fits the forget set, so its gradient is tiny.")
     unavoidable = [r for r in records if r.degradation_unavoidable]
     if unavoidable:
         last = unavoidable[-1]
         lines.append(
-            f"{_steps([r.step for r in unavoidable])} past the point of no free lunch: κ = {last.kappa:.3g} > "
-            f"κ2 = {last.kappa2:.3g}, so meeting the guarantee had to worsen the {PROTECTED.get(method, 'retain')} "
-            "loss (collateral forgetting). Consider stopping, or tick 'Stop when degradation becomes unavoidable'.")
+            f"{_steps([r.step for r in unavoidable])} past the point of no free lunch: even the best step inside the "
+            f"radius that meets B worsens the {PROTECTED.get(method, 'retain')} loss (margin {last.margin:.3g}; "
+            f"κ = {last.kappa:.3g}, κ2 = {last.kappa2:.3g}). "
+            "Consider stopping, or tick 'Refuse steps that must degrade'.")
     return lines
 
 
@@ -52,8 +71,12 @@ def _steps(numbers: list[int]) -> str:
     return f"{len(numbers)} steps (the last: step {numbers[-1]}) were"
 
 
+STOP_NOTICE = {"reached_reference": "success", "nothing_to_do": "success", "unavoidable": "warning",
+               "infeasible": "warning", "refused": "warning", "diverged": "error"}
+
+
 def act(session: StudioSession, action: str, n: int = 1) -> None:
-    """Button callback: step, run, undo, reset or toggle play on the session's live run."""
+    """Button callback: step, run, undo, roll back to step ``n``, reset or toggle play on the live run."""
     live = session.live
     if live is None:
         return
@@ -64,22 +87,72 @@ def act(session: StudioSession, action: str, n: int = 1) -> None:
         if live.run.can_undo:
             live.undo()
         return
+    if action == "rollback":
+        live.rollback(n)
+        session.notify("info", f"Rolled back to step {n}, the step closest to the retrain reference.")
+        return
     if action == "reset":
         session.playing = False
         live.reset()
         return
     done = len(live.history)
     try:
-        stopped = live.step(n)
-    except (FloatingPointError, ValueError, KeyError, StoreError) as err:
+        stop = live.step(n, session.stop_when)
+    except (ValueError, KeyError, StoreError) as err:
         session.playing = False
-        session.notify("error", f"The step failed and was undone: {err}")
+        session.notify("error", f"The step failed and the model was left as it was: {err}")
         return
     for line in explain(live.history[done:], live.method):
         session.notify("warning", line)
-    if stopped:
+    if stop.kind in STOP_NOTICE:
         session.playing = False
-        session.notify("warning", f"Stopped: {stopped}. The weights were left as they were.")
+        prefix = "The step failed and was undone" if stop.kind == "diverged" else "Stopped"
+        session.notify(STOP_NOTICE[stop.kind], f"{prefix}: {stop.message}.")
+
+
+STOP_LABELS = (
+    ("reached_reference", "Stop when the retrain reference is reached",
+     "Stop once forget accuracy and forget loss match the retrained model's within noise (or before the first step "
+     "when nothing needs to change). Unlearning past that point only costs the rest of the model."),
+    ("unavoidable", "Stop when degradation becomes unavoidable",
+     "Stop after a step where no step inside the radius could meet B without worsening the protected loss (margin < 0; in full-gradient mode exactly κ > κ2)."),
+    ("infeasible", "Stop after an infeasible step", "Stop after a step where no step inside the radius could meet B."),
+)
+
+
+def stop_choices(session: StudioSession) -> None:
+    """The run-level stop rules, on by default: a run aims at the retrain reference, not at maximal forgetting."""
+    chosen = []
+    for rule, label, help_text in STOP_LABELS:
+        if st.checkbox(label, value=rule in session.stop_when, key=f"unlearn.stop.{rule}", help=help_text):
+            chosen.append(rule)
+    session.stop_when = tuple(chosen)
+
+
+def standing_note(session: StudioSession) -> None:
+    """Where the run stands against the retrain reference: nothing to do, or the closest step so far."""
+    live = session.live
+    run = live.run
+    if run.target is None:
+        return
+    if not live.history:
+        settled = run.target.nothing_to_do()
+        if settled is not None:
+            st.success(f"**Nothing to do.** The original model already behaves like the model retrained without "
+                       f"these samples: {settled.evidence()}. The Report page files this as the outcome; "
+                       "unlearning steps could only cost accuracy elsewhere.")
+        return
+    closest, last = run.closest_step_, len(live.history)
+    text = (f"Closest to the retrain reference: **step {closest}**, {run.distance_at(closest):.1f} points "
+            f"(largest accuracy gap over forget, retain and test); now {run.distance_at(last):.1f} points.")
+    if closest == last:
+        st.caption(text)
+        return
+    left, right = st.columns([3, 1])
+    left.caption(text + " The report describes the closest step.")
+    right.button(f"Roll back to step {closest}", key="unlearn.rollback", on_click=act,
+                 args=(session, "rollback", closest), width="stretch",
+                 help="Return to the weights after that step; the later steps are dropped.")
 
 
 def buttons(session: StudioSession) -> None:
@@ -111,13 +184,18 @@ def scoreboard(frame: pd.DataFrame, reference: dict | None) -> None:
         column.metric(f"{split.capitalize()} accuracy", f"{value:.1%}", delta=delta, delta_color="off")
 
 
-def run_figures(live: LiveRun, reference: dict | None) -> dict[str, go.Figure]:
+def reference_point(live: LiveRun) -> dict | None:
+    """The retrain reference's accuracy and loss on the run's own probe (None without a reference)."""
+    return None if live.run.target is None else live.run.target.point
+
+
+def run_figures(live: LiveRun) -> dict[str, go.Figure]:
     """The run's charts by caption (the Unlearn page draws them live, the report keeps them).
 
     Accuracy and loss per step, the trade-off path with the retrain reference marked, κ and
     κ2 per step, and for HAMU the hardness diagram.
     """
-    frame = live.frame()
+    frame, reference = live.frame(), reference_point(live)
     ref_point = None
     if reference is not None:
         start = frame.iloc[0]
@@ -130,15 +208,16 @@ def run_figures(live: LiveRun, reference: dict | None) -> dict[str, go.Figure]:
     return figures
 
 
-def charts(session: StudioSession, reference: dict | None) -> None:
+def charts(session: StudioSession) -> None:
     """The live charts of the session's run, retrain reference included when known."""
     live = session.live
     frame = live.frame()
-    scoreboard(frame, reference)
+    scoreboard(frame, reference_point(live))
     saved = f"run `{live.run_id}`" if live.run_id else "saved from the first step on"
     st.markdown(f"**Trade-off path: {len(frame) - 1} points** · {saved} · "
                 f"{live.method.upper()} · {len(live.history)} steps")
-    figures = run_figures(live, reference)
+    standing_note(session)
+    figures = run_figures(live)
     columns = [*st.columns(2), *st.columns(2)]
     for column, key, figure in zip(columns, ("curves", "tradeoff", "kappa", "diagram"), figures.values()):
         column.plotly_chart(figure, key=f"unlearn.{key}")
@@ -146,15 +225,20 @@ def charts(session: StudioSession, reference: dict | None) -> None:
         columns[-1].info("The hardness diagram explains HAMU's steps; pick HAMU-Q or HAMU-U to see it.")
 
 
-def live_run(session: StudioSession, ws: Workspace) -> LiveRun | None:
-    """The session's run, rebuilt when the data, model, forget set, method or settings changed."""
+def live_run(session: StudioSession, ws: Workspace, reference: nn.Module | None) -> LiveRun | None:
+    """The session's run, rebuilt when the data, model, forget set, method or settings changed.
+
+    ``reference`` (the retrain reference) gives the run its target: the stop rule
+    "reached_reference", "nothing to do" and the closest step.
+    """
     key = session.run_key(ws.original.key)
     if session.live is None or session.live.key != key:
         session.drop_run()
         try:
             session.live = LiveRun(key, ws.data, ws.original.model, session.forget_ids, session.method,
                                    session.method_settings(session.method), session.seed,
-                                   store=runs.store_or_warn(), dataset=session.provenance(ws.data))
+                                   store=runs.store_or_warn(), dataset=session.provenance(ws.data),
+                                   reference=reference)
         except ValueError as err:
             st.error(f"A run cannot start with these settings: {err}")
             return None

@@ -19,13 +19,13 @@ from PIL import Image
 from hamu_core.baselines import CONFLICT_TESTS
 from hamu_core.builtin_data import DatasetUnavailable
 from hamu_core.data import DataError, LabelledData
-from hamu_core.hamu_rule import MODES, SPLITS
+from hamu_core.hamu_rule import INFEASIBLE_STEPS, MODES, SPLITS
 from hamu_core.methods import METHODS
 from hamu_core.training import Progress
 from hamu_ui import cache, runs
 from hamu_ui.session import StudioSession, Upload
 
-CHOICES = {"mode": MODES, "split": SPLITS, "conflict_test": CONFLICT_TESTS}
+CHOICES = {"mode": MODES, "split": SPLITS, "conflict_test": CONFLICT_TESTS, "infeasible_step": INFEASIBLE_STEPS}
 FIXED_FIELDS = ("variant",)  # set by the method's name, never by a widget
 FIELD_HELP = {  # field → (label, one-line help); 0 turns an optional number off
     "lr": ("Learning rate", "Step size. HAMU: the radius is R = lr·‖g‖. Baselines: θ ← θ − lr·u."),
@@ -33,10 +33,13 @@ FIELD_HELP = {  # field → (label, one-line help); 0 turns an optional number o
     "radius": ("Fixed radius R", "Largest step allowed. 0: the radius follows the gradient, R = lr·‖g‖."),
     "mode": ("Mode", "per_tensor: one problem per weight tensor (paper default). full: one global problem."),
     "split": ("Split of B", "How per-tensor mode shares B across tensors."),
+    "infeasible_step": ("Infeasible steps", "When no step within the radius can gain B: cap the step at the radius "
+                        "(the largest gain inside it), or take the exact shortest step that gains B, however long."),
     "clip_norm": ("Clip gradients at", "Clip the retain and forget gradients separately to this norm. 0: no clipping."),
-    "stop_on_infeasible": ("Stop when infeasible", "Refuse a step when no step within the radius can meet B."),
-    "stop_on_unavoidable": ("Stop when degradation becomes unavoidable",
-                            "Refuse a step once meeting B must worsen the protected loss (κ > κ2)."),
+    "stop_on_infeasible": ("Refuse infeasible steps", "The rule refuses (weights unchanged) a step when no step "
+                           "within the radius can meet B. The run's own stop rules sit beside the method."),
+    "stop_on_unavoidable": ("Refuse steps that must degrade", "The rule refuses (weights unchanged) a step once "
+                            "meeting B must worsen the protected loss (even the best step inside the radius does: margin < 0)."),
     "alpha": ("α", "NegGrad+: weight on retain descent (1 − α on forget ascent). SCRUB: weight of the retain KL term."),
     "gamma": ("γ", "SCRUB: weight of the retain cross-entropy term."),
     "conflict_test": ("Conflict test",
@@ -143,15 +146,11 @@ def status_line(session: StudioSession) -> Iterator:
     runs.write_url(session)
 
 
-def settings_form(method: str, current: dict, *, only: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()) -> dict:
-    """One widget per setting of ``method``'s rule (or just ``only`` those), starting from ``current``.
-
-    Returns the chosen values by field name; a page can draw some settings prominently
-    with ``only`` and the rest elsewhere with ``skip``.
-    """
+def settings_form(method: str, current: dict) -> dict:
+    """One widget per setting of ``method``'s rule, starting from ``current``; the chosen values by field name."""
     values = {}
     for spec in dataclasses.fields(METHODS[method]):
-        if spec.name in FIXED_FIELDS or spec.name in skip or (only is not None and spec.name not in only):
+        if spec.name in FIXED_FIELDS:
             continue
         label, help_text = FIELD_HELP[spec.name]
         value = current.get(spec.name, spec.default)
@@ -203,7 +202,7 @@ def show_samples(data: LabelledData, ids, captions: list[str]) -> None:
 
 def show_notices(session: StudioSession) -> None:
     """Show and forget the messages queued by callbacks (errors, warnings, information)."""
-    draw = {"error": st.error, "warning": st.warning, "info": st.info}
+    draw = {"error": st.error, "warning": st.warning, "info": st.info, "success": st.success}
     for kind, text in session.notices:
         draw[kind](text)
     session.notices.clear()

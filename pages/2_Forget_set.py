@@ -26,22 +26,27 @@ with widgets.status_line(session):
                                   help="hardness: cos θ between a sample's gradient and the retain gradient.")
     action = controls[2].radio("Lasso, box or click to…", list(ACTIONS), format_func=ACTIONS.get, key="forget.action",
                                horizontal=True)
-    focus = forget_set.apply_chart_selection(session, data, action)
+    with st.spinner(f"Computing the {cache.MAP_CHOICES[projection]} map…"):
+        frame = cache.embedding(ws.source, model.key, projection, session.seed, data, model.model)
+    focus = forget_set.apply_chart_selection(session, data, action, frame)
     session.focus_id = focus if focus is not None else session.focus_id
 
     hard = cache.hardness(ws.source, model.key, session.forget_key, session.seed, data, model.model, session.forget_ids)
-    with st.spinner(f"Computing the {cache.MAP_CHOICES[projection]} map…"):
-        frame = cache.embedding(ws.source, model.key, projection, session.seed, data, model.model)
     annotated = annotate(frame, session.forget_ids, hard.samples.set_index("id")[["kappa", "cos"]])
+    drawn = annotated[annotated["drawn"]]
     chart_col, side_col = st.columns([3, 2])
     with chart_col:
-        figure = embedding_figure(annotated, colour_by, forget_set.hover_text(data, annotated))
+        note = forget_set.map_note(frame, projection, len(data.ids))
+        if note:
+            st.caption(note)
+        figure = embedding_figure(drawn, colour_by, forget_set.hover_text(data, drawn))
         st.plotly_chart(figure, key=forget_set.CHART_KEY, on_select="rerun", selection_mode=("points", "box", "lasso"))
         st.caption("Black outline: in the forget set. Faint: test samples (never forgotten). "
                    "Drag to lasso; the toolbar switches to box select.")
     with side_col:
         summary = describe_selection(data, session.forget_ids)
         st.markdown(f"### Forget set: {summary.size} samples")
+        widgets.show_notices(session)
         with st.expander("Choose by rule: a class, at random, ρ-mixing, the hardest, or ids", expanded=not summary.size):
             forget_set.selection_tools(session, data, hard)
         if summary.size:

@@ -4,10 +4,8 @@ import streamlit as st
 
 from hamu_core.config import DEFAULTS
 from hamu_core.methods import METHOD_HELP, METHODS
-from hamu_ui import cache, runs, stepper, widgets
+from hamu_ui import runs, stepper, widgets
 from hamu_ui.session import get_session
-
-PROMINENT = ("stop_on_unavoidable",)  # settings shown beside the method, not folded away
 
 session = get_session()
 st.title("Unlearn")
@@ -22,14 +20,12 @@ with widgets.status_line(session) as status:
                                       format_func=str.upper, help="HAMU-Q, HAMU-U and the baselines they are compared with.")
         st.caption(METHOD_HELP[session.method])
     current = session.method_settings(session.method)
-    with settings_col, st.expander("Settings (changing one starts a fresh run)", expanded=False):
-        chosen = widgets.settings_form(session.method, current, skip=PROMINENT)
-    chosen |= widgets.settings_form(session.method, current, only=PROMINENT)
-    session.settings[session.method] = chosen
-    if stepper.live_run(session, ws) is None:
+    with settings_col:
+        with st.expander("Settings (changing one starts a fresh run)", expanded=False):
+            session.settings[session.method] = widgets.settings_form(session.method, current)
+        stepper.stop_choices(session)
+    if stepper.live_run(session, ws, None if reference is None else reference.model) is None:
         st.stop()
-    reference_point = None if reference is None else cache.model_point(
-        ws.source, reference.key, session.forget_key, session.seed, ws.data, reference.model, session.forget_ids)
 
     def panel(playing_when_drawn: bool) -> None:
         """The stepper; reruns alone on every click, and every few tenths of a second while playing."""
@@ -39,7 +35,7 @@ with widgets.status_line(session) as status:
             stepper.act(session, "step", DEFAULTS.play_steps)
         stepper.buttons(session)
         widgets.show_notices(session)
-        stepper.charts(session, reference_point)
+        stepper.charts(session)
         widgets.show_status(status, session)
         runs.write_url(session)
 

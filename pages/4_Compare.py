@@ -1,4 +1,4 @@
-"""Compare: several methods (and HAMU over a range of constraints) on one forget set, and their frontier."""
+"""Compare: several methods (and HAMU over a range of constraints) on one forget set, closest to retraining first."""
 
 import streamlit as st
 
@@ -10,14 +10,16 @@ st.title("Compare")
 with widgets.status_line(session):
     ws = widgets.workspace_with_forget_set(session)
     reference = widgets.retrain_reference(session, ws)
-    st.caption("Every method starts from the same original model and sees the same forget set and the same "
-               "retain batch at every step, so the paths differ only by the method.")
+    st.caption("Every method starts from the same original model, sees the same forget set and the same retain "
+               "batch at every step, and stops by the same rules, so the runs differ only by the method.")
 
     specs = compare_view.choose_specs(session)
     steps = st.number_input("Steps per method", 1, 1000, compare_view.DEFAULT_STEPS, key="compare.steps",
-                            help="Each method takes this many steps (fewer if it stops or fails).")
+                            help="Each method takes this many steps, fewer only if a stop rule below ends it "
+                                 "or it fails.")
+    stop_when = compare_view.choose_stop(reference is not None)
     if st.button("Run the comparison", key="compare.run", type="primary", disabled=not specs):
-        compare_view.run(session, ws, specs, int(steps))
+        compare_view.run(session, ws, specs, int(steps), stop_when, reference)
     result = compare_view.stored(session, ws)
     if result is None:
         st.stop()

@@ -10,7 +10,7 @@ st.title("Report")
 with widgets.status_line(session):
     widgets.show_notices(session)
     ws = widgets.load_workspace(session)
-    if ws is not None and session.live is not None and session.live.history:
+    if ws is not None and session.live is not None and report_view.has_outcome(session):
         report_view.show_report(session, ws, widgets.retrain_reference(session, ws))
     else:
         st.info("Nothing to report yet: take a few steps on **Unlearn**, or open a stored run below.")

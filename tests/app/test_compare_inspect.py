@@ -8,6 +8,11 @@ is that the pages show the core's results, not how well unlearning works.
 import pytest
 from test_pages import app, no_failure, studio, with_forget_class
 
+from hamu_core.builtin_data import load_digits_data
+from hamu_core.checkpoint import cached_train
+from hamu_core.config import DEFAULTS
+from hamu_core.experiment import unlearning_run
+
 PAGES = ["pages/4_Compare.py", "pages/5_Inspect.py"]
 
 
@@ -30,20 +35,63 @@ def test_compare_runs_methods_and_a_sweep_on_the_same_batches():
     at.button(key="compare.run").click().run()
     no_failure(at)
     result = studio(at).comparison[1]
-    labels = ["HAMU-Q", "GDIFF", "hamu-q B=0.00625", "hamu-q B=0.1"]
+    base = DEFAULTS.method_settings("hamu-q")["constraint"]
+    labels = ["HAMU-Q", "GDIFF", f"hamu-q B={0.25 * base:g}", f"hamu-q B={4 * base:g}"]
     assert result.finals["label"].tolist() == labels and result.steps == 3
     assert result.trajectories.groupby("batch_digest")["label"].nunique().eq(len(labels)).all()
     table = at.dataframe[0].value
-    assert list(table.index) == labels
+    assert sorted(table.index) == sorted(labels)
+    distances = table["distance (pts)"].tolist()
+    assert distances == sorted(distances) and table["distance (pts)"].notna().all()  # closest first
     assert table["steps"].tolist() == [3] * len(labels)
-    front = set(result.frontier()["label"])
-    assert front and set(table.index[table["on front"]]) == front
-    assert any(m.value.startswith("**Pareto front: ") for m in at.markdown)
+    assert any(m.value.startswith(f"**Closest to the retrain reference: {table.index[0]}**") for m in at.markdown)
     assert table["forget gap (pts)"].notna().all()
+    assert len(at.get("plotly_chart")) == 2  # the accuracy map around the reference, the loss paths
 
     at.switch_page("pages/4_Compare.py").run()  # a rerun keeps the result
     no_failure(at)
-    assert list(at.dataframe[0].value.index) == labels
+    assert list(at.dataframe[0].value.index) == list(table.index)
+
+
+FAIR_STEPS = 10
+
+
+def test_a_stop_setting_chosen_on_unlearn_does_not_end_hamu_early_in_compare():
+    """HAMU-Q's own "refuse steps that must degrade" would end it after two steps here; Compare runs it like the rest."""
+    at = with_forget_class(app().run(), "3")
+    at.switch_page("pages/3_Unlearn.py").run()
+    at.number_input(key="unlearn.hamu-q.constraint").set_value(0.05)  # a demanding B: degradation comes early
+    at.checkbox(key="unlearn.hamu-q.stop_on_unavoidable").check().run()
+    no_failure(at)
+    session = studio(at)
+    chosen = session.method_settings("hamu-q")
+    assert chosen["stop_on_unavoidable"] is True
+    digits = load_digits_data()
+    model = cached_train(digits, None, session.model_config, session.train_config, "original")
+    alone = unlearning_run(digits, model, session.forget_ids, "hamu-q", chosen, seed=session.seed)
+    alone.run(FAIR_STEPS)
+    assert alone.stop_.kind == "refused" and len(alone.history_) < FAIR_STEPS  # what used to carry into Compare
+
+    at.switch_page("pages/4_Compare.py").run()
+    assert at.multiselect(key="compare.stop").value == []  # no stop rule unless chosen here
+    at.multiselect(key="compare.methods").set_value(["hamu-q", "gdiff", "ga"])
+    at.number_input(key="compare.steps").set_value(FAIR_STEPS)
+    at.button(key="compare.run").click().run()
+    no_failure(at)
+    result = studio(at).comparison[1]
+    assert result.finals["steps_done"].tolist() == [FAIR_STEPS] * 3 and set(result.finals["status"]) == {"completed"}
+    assert result.settings["HAMU-Q"]["stop_on_unavoidable"] is False
+    assert studio(at).method_settings("hamu-q")["stop_on_unavoidable"] is True  # the Unlearn page keeps its choice
+    assert any("turned off here" in c.value for c in at.caption)
+    assert any("no stop rule (every run takes every step)" in m.value for m in at.markdown)
+
+    at.multiselect(key="compare.stop").set_value(["reached_reference", "unavoidable"])  # one choice, for every run
+    at.button(key="compare.run").click().run()
+    no_failure(at)
+    finals = studio(at).comparison[1].finals.set_index("label")
+    assert finals.loc["HAMU-Q", "status"] == "stopped" and finals.loc["HAMU-Q", "steps_done"] < FAIR_STEPS
+    assert "refused" not in finals.loc["HAMU-Q", "reason"]  # ended by the shared rule, not by its own setting
+    assert any(w.value.startswith("HAMU-Q stopped after") for w in at.warning)
 
 
 def attack_numbers(at) -> dict[str, str]:

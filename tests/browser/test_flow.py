@@ -67,6 +67,9 @@ def test_lasso_then_step_five_times(page: Page, studio_url, screenshot_dir):
 
     page.get_by_role("link", name="Unlearn").click()
     expect(page.get_by_text("Trade-off path: 0 points")).to_be_visible()
+    for rule in ("Stop when the retrain reference is reached", "Stop when degradation becomes unavoidable"):
+        page.get_by_text(rule).click()  # a teacher steps through: every press takes a step
+        settled(page)
     step = page.get_by_role("button", name="Step", exact=True)
     for k in range(1, STEPS + 1):
         step.click()
@@ -75,13 +78,15 @@ def test_lasso_then_step_five_times(page: Page, studio_url, screenshot_dir):
     page.evaluate("document.activeElement && document.activeElement.blur()")
     expect(page.get_by_role("tooltip")).to_have_count(0)
     expect(page.get_by_test_id("stSidebar").get_by_text(f"HAMU-Q, {STEPS} steps")).to_be_visible()
-    expect(page.get_by_text(f"step {STEPS}", exact=True)).to_be_visible()  # the hardness diagram's latest step
+    # the hardness diagram's latest step, in its legend
+    expect(page.locator("text.legendtext").filter(has_text=re.compile(rf"^step {STEPS}$"))).to_be_visible()
     snapshot(page, screenshot_dir, "unlearn")
     expect(page).to_have_url(re.compile(r"[?&]run=[0-9a-f]{32}"))
     run_id = re.search(r"run=([0-9a-f]{32})", page.url).group(1)
 
     page.get_by_role("link", name="Report").click()
-    expect(page.get_by_role("heading", name=f"Verdict after {STEPS} HAMU-Q steps")).to_be_visible()
+    described = re.compile(rf"This report describes step \d+ of {STEPS} HAMU-Q steps")
+    expect(page.get_by_text(described)).to_be_visible()
     expect(page).to_have_url(re.compile(rf"/report\?run={run_id}$"))
     with page.expect_download() as info:
         page.get_by_role("button", name="Report (HTML)").click()
@@ -94,8 +99,31 @@ def test_lasso_then_step_five_times(page: Page, studio_url, screenshot_dir):
     snapshot(page, screenshot_dir, "report")
 
     page.reload()  # a new Streamlit session: only the URL remembers the run
-    expect(page.get_by_role("heading", name=f"Verdict after {STEPS} HAMU-Q steps")).to_be_visible()
+    expect(page.get_by_text(described)).to_be_visible()
     expect(page.get_by_test_id("stSidebar").get_by_text(f"HAMU-Q, {STEPS} steps")).to_be_visible()
     expect(page.get_by_test_id("stSidebar").get_by_text(f"forget set: {forgotten} samples")).to_be_visible()
     page.get_by_role("link", name="Unlearn").click()
     expect(page.get_by_text(f"Trade-off path: {STEPS} points")).to_be_visible()
+
+
+def test_a_random_five_percent_request_ends_with_nothing_to_do(page: Page, studio_url):
+    """The everyday request of a data-protection officer, clicked through as they would."""
+    page.goto(studio_url)
+    expect(page.get_by_text("Original model ready")).to_be_visible()
+    page.get_by_role("link", name="Forget set").click()
+    page.get_by_role("tab", name="Random").click()
+    page.locator(".st-key-forget-random-replace button").click()
+    expect(page.get_by_role("heading", name="Forget set: 72 samples")).to_be_visible()
+
+    page.get_by_role("link", name="Unlearn").click()
+    expect(page.get_by_text("Nothing to do.")).to_be_visible()
+    page.get_by_role("button", name="Step", exact=True).click()
+    expect(page.get_by_text(re.compile(r"Stopped: nothing to do: the original model already behaves like"))).to_be_visible()
+    expect(page.get_by_text("Trade-off path: 0 points")).to_be_visible()
+
+    page.get_by_role("link", name="Report").click()
+    expect(page.get_by_text(re.compile(r"Nothing to do: the original model already behaves like"))).to_be_visible()
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Report (HTML)").click()
+    html = Path(info.value.path()).read_text(encoding="utf-8")
+    assert "nothing to do" in html and "Verdict" in html

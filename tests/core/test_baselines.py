@@ -1,8 +1,10 @@
-"""Each baseline against its HAMU_SPEC formula, recomputed here on flat vectors."""
+"""Each baseline against its HAMU_SPEC formula, recomputed here on flat vectors, and the bound
+‖Δ‖ ≤ lr·clip_norm every baseline reports as its radius."""
 
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -10,10 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from hamu_core import gradients as G
-from hamu_core.methods import make_rule
+from hamu_core.hamu_rule import HamuUpdate
+from hamu_core.methods import METHODS, make_rule
 from hamu_core.rule import StepInputs
 
 LR = 0.1
+BASELINES = sorted(m for m, cls in METHODS.items() if cls is not HamuUpdate)
 
 
 def flat(grads) -> torch.Tensor:
@@ -32,6 +36,18 @@ def setup(seed: int = 0, drift: float = 0.3):
     retain, forget = (x[10:], y[10:]), (x[:10], y[:10])
     grads = G.paired_gradients(model, retain, forget)
     return StepInputs(model, original, retain, forget, grads)
+
+
+def clipped(inputs: StepInputs, clip_norm: float) -> StepInputs:
+    """The inputs as the run hands them to a rule with this clip_norm: g_r and g_f clipped separately."""
+    g = inputs.grads
+    grads = G.PairedGradients(g.names, G.clip(g.retain, clip_norm), G.clip(g.forget, clip_norm),
+                              g.retain_loss, g.forget_loss)
+    return StepInputs(inputs.model, inputs.original, inputs.retain, inputs.forget, grads)
+
+
+def clip_flat(v: torch.Tensor, c: float) -> torch.Tensor:
+    return v if float(v.norm()) <= c else v * (c / float(v.norm()))
 
 
 def kl_flat(model, original, x) -> torch.Tensor:
@@ -69,6 +85,43 @@ def test_kl_and_scrub_match_their_formulas(seed):
     torch.testing.assert_close(delta_of("kl", inputs), -LR * (g_kl_r - g_f) / 2)
     scrub = (0.001 * g_kl_r + 0.99 * g_r - g_kl_f) / 2
     torch.testing.assert_close(delta_of("scrub", inputs), -LR * scrub)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_kl_and_scrub_clip_each_side_to_clip_norm(seed):
+    """KL: u = (clip(g_KL) − g_f)/2; SCRUB: u = (clip(α·g_KL,r + γ·g_r) − clip(g_KL,f))/2."""
+    c = 0.05  # below every gradient here, so each clip binds
+    inputs = clipped(setup(seed, drift=1.0), c)
+    g_r, g_f = flat(inputs.grads.retain), flat(inputs.grads.forget)
+    g_kl_r = kl_flat(inputs.model, inputs.original, inputs.retain[0])
+    g_kl_f = kl_flat(inputs.model, inputs.original, inputs.forget[0])
+    assert min(float(g_kl_r.norm()), float(g_kl_f.norm()), float((0.001 * g_kl_r + 0.99 * g_r).norm())) > c * 0.99
+    torch.testing.assert_close(delta_of("kl", inputs, clip_norm=c), -LR * (clip_flat(g_kl_r, c) - g_f) / 2)
+    scrub = (clip_flat(0.001 * g_kl_r + 0.99 * g_r, c) - clip_flat(g_kl_f, c)) / 2
+    torch.testing.assert_close(delta_of("scrub", inputs, clip_norm=c), -LR * scrub)
+
+
+@pytest.mark.parametrize("method", BASELINES)
+@pytest.mark.parametrize("clip_norm", [0.01, 0.3, 10.0])
+def test_every_baseline_step_is_bounded_by_its_reported_radius(method, clip_norm):
+    """‖u‖ ≤ clip_norm once g_r and g_f are clipped, so ‖Δ‖ ≤ R = lr·clip_norm, the radius reported."""
+    for seed in range(6):
+        for drift in (0.3, 2.0):
+            step = make_rule(method, lr=LR, clip_norm=clip_norm).propose(clipped(setup(seed, drift), clip_norm))
+            assert step.info["radius"] == pytest.approx(LR * clip_norm, rel=1e-15)
+            assert float(flat(step.delta).norm()) <= step.info["radius"] * (1 + 1e-6), (seed, drift)
+
+
+def test_baseline_radius_without_clipping_and_with_a_cap():
+    inputs = setup(0)
+    assert math.isnan(make_rule("gdiff", lr=LR).propose(inputs).info["radius"])  # nothing bounds u
+    for method in ("gru", "pcgrad"):  # τ caps ‖u‖ too; the tighter of the two bounds is the radius
+        assert make_rule(method, lr=LR, tau=0.2).propose(inputs).info["radius"] == pytest.approx(LR * 0.2)
+        step = make_rule(method, lr=LR, tau=0.2, clip_norm=0.5).propose(clipped(inputs, 0.5))
+        assert step.info["radius"] == pytest.approx(LR * 0.2)
+        step = make_rule(method, lr=LR, tau=0.9, clip_norm=0.5).propose(clipped(inputs, 0.5))
+        assert step.info["radius"] == pytest.approx(LR * 0.5)
+        assert float(flat(step.delta).norm()) <= step.info["radius"] * (1 + 1e-6)
 
 
 def gru_oracle(g_r, g_f, conflict):

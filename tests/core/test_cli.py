@@ -44,7 +44,7 @@ def trained(home) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def stored_run(home, trained) -> tuple[str, subprocess.CompletedProcess]:
     done = cli(home, "run", *RECIPE, "--method", "hamu-q", "--steps", "12", "--seed", "2", "--set", "constraint=0.01",
-               "--quiet")
+               "--until", "none", "--quiet")
     assert done.returncode == 0, done.stderr
     run_id = next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("run_id:"))
     return run_id, done
@@ -74,6 +74,31 @@ def test_run_is_stored_with_every_step_and_an_evaluation(stored_run, home):
     assert [r["step"] for r in stored.history] == list(range(1, 13))
     assert stored.settings["method"] == "hamu-q" and stored.settings["constraint"] == 0.01
     assert "evaluation" in stored.evaluations[-1] and stored.evaluations[-1]["step"] == 12
+
+
+def name_values(stdout: str) -> dict[str, str]:
+    """The indented ``name value`` lines a run prints after its ``status:`` line."""
+    return dict(line.split() for line in stdout.splitlines() if line.startswith("  ") and len(line.split()) == 2)
+
+
+def test_run_names_why_it_stopped_and_prints_name_value_lines(stored_run):
+    _, done = stored_run
+    status = [line for line in done.stdout.splitlines() if line.startswith("status:")]
+    assert status == [status[0]] and status[0].startswith("status: step_limit (finished): took the 12 steps")
+    values = name_values(done.stdout)
+    for name in ("steps", "reported_step", "forget_acc", "retain_acc", "test_acc", "retrain_forget_acc",
+                 "retrain_retain_acc", "retrain_test_acc", "distance"):
+        float(values[name])
+    assert values["steps"] == "12" and 0 <= int(values["reported_step"]) <= 12
+
+
+def test_a_random_five_percent_request_needs_nothing_at_the_studio_defaults(home):
+    """The everyday request: the original model already matches the retrain reference within noise."""
+    done = cli(home, "run", "--forget-random", "0.05", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "status: nothing_to_do (finished): nothing to do:" in done.stdout
+    values = name_values(done.stdout)
+    assert values["steps"] == "0" and float(values["distance"]) < 3
 
 
 def test_report_writes_html_json_and_csv_for_a_run_prefix(stored_run, home, tmp_path):
@@ -135,8 +160,8 @@ def test_bad_arguments_exit_2_with_one_clear_line(case, trained, home, tmp_path)
 def test_sweep_stores_one_run_per_method_constraint_and_seed(trained, home, tmp_path):
     table_file = tmp_path / "sweep.csv"
     done = cli(home, "sweep", *RECIPE, "--methods", "hamu-q,gdiff", "--constraints", "0.01,0.02", "--seeds", "0,1",
-               "--steps", "3", "--workers", "2", "--no-eval", "--store", str(tmp_path / "store"), "--csv", str(table_file),
-               "--quiet")
+               "--steps", "3", "--until", "none", "--workers", "2", "--no-eval", "--store", str(tmp_path / "store"),
+               "--csv", str(table_file), "--quiet")
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(table_file)
     assert len(table) == 6  # hamu-q: 2 constraints x 2 seeds; gdiff has no constraint: 2 seeds

@@ -1,7 +1,8 @@
-"""compare_methods and pareto_front: same batches for every run, isolated models, honest failures.
+"""compare_methods and the ranking of its runs: same batches for every run, isolated models, honest failures.
 
 Real runs on a tiny MLP trained on scikit-learn's digits inside a module fixture; the
-Pareto front is checked by hypothesis against the definition of dominance.
+ranking by distance to the reference and the merging of identical final points are
+checked by hypothesis against their definitions.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from hypothesis import strategies as st
 from sklearn.datasets import load_digits
 from torch import nn
 
-from hamu_core.compare import STATUSES, TRAJECTORY_COLUMNS, compare_methods, constraint_sweep, pareto_front
+from hamu_core.compare import (ACCURACIES, STATUSES, TRAJECTORY_COLUMNS, compare_methods, constraint_sweep,
+                                merge_identical, rank_by_reference)
 from hamu_core.methods import make_rule
 from hamu_core.unlearner import UnlearningRun
 
@@ -59,7 +61,9 @@ def comparison(problem):
 
 
 def strip_time(record):
-    return {k: v for k, v in record.to_dict().items() if k != "wall_ms"}
+    """A record's values without its timing, NaN made comparable (NaN != NaN)."""
+    return {k: "NaN" if isinstance(v, float) and math.isnan(v) else v for k, v in record.to_dict().items()
+            if k != "wall_ms"}
 
 
 def test_every_run_completes_with_one_row_per_step(comparison):
@@ -143,7 +147,6 @@ def test_nan_run_is_reported_not_raised(problem):
     assert finals.loc["ga-huge", "steps_done"] == 0
     assert math.isnan(finals.loc["ga-huge", "forget_loss_gain"])
     assert finals.loc["gdiff", "status"] == "completed"
-    assert list(result.frontier().label) == ["gdiff"]
 
 
 def test_refused_and_stop_condition_runs_are_stopped_with_reason(problem):
@@ -155,7 +158,7 @@ def test_refused_and_stop_condition_runs_are_stopped_with_reason(problem):
     finals = result.finals.set_index("label")
     assert finals.loc["refuses", "status"] == "stopped" and "refused" in finals.loc["refuses", "reason"]
     assert finals.loc["refuses", "steps_done"] == 0
-    assert finals.loc["infeasible", "status"] == "stopped" and "stop condition" in finals.loc["infeasible", "reason"]
+    assert finals.loc["infeasible", "status"] == "stopped" and "infeasible" in finals.loc["infeasible", "reason"]
     assert finals.loc["infeasible", "steps_done"] == 1
     assert set(result.finals.status) <= set(STATUSES)
 
@@ -208,41 +211,58 @@ def test_constraint_sweep_specs():
         constraint_sweep("hamu-q", [])
 
 
-# ----- Pareto front -----------------------------------------------------------------------
+# ----- ranking by distance to the reference, merging identical points -------------------------
 
-def dominates(a, b) -> bool:
-    """a dominates b: at least as much gain, at most as much cost, strictly better in one."""
-    return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
+REFERENCE = {"forget_acc": 0.0, "retain_acc": 0.98, "test_acc": 0.9}
+accuracy = st.sampled_from([0.0, 0.1, 0.5, 0.9, 0.98, 1.0, np.nan])
 
 
-coordinate = st.one_of(st.floats(-5, 5, allow_nan=False), st.sampled_from([0.0, 1.0, -1.0]))
-point = st.tuples(coordinate, coordinate)
+def final_points(rows) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=list(ACCURACIES), dtype=float)
+    df.insert(0, "label", [f"run {i}" for i in range(len(df))])
+    return df
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(point, min_size=0, max_size=25), st.lists(st.integers(0, 24), max_size=3))
-def test_pareto_front_is_exactly_the_non_dominated_points(points, nan_rows):
-    df = pd.DataFrame(points, columns=["forget_loss_gain", "retain_loss_change"], dtype=float)
-    df["label"] = [f"p{i}" for i in range(len(df))]
-    for i in nan_rows:
-        if i < len(df):
-            df.loc[i, "retain_loss_change"] = np.nan
-    valid = df.dropna()
-    front = pareto_front(df)
-    assert set(front.index) <= set(valid.index)
-    front_points = list(zip(front.forget_loss_gain, front.retain_loss_change))
-    everything = list(zip(valid.forget_loss_gain, valid.retain_loss_change))
-    for p in front_points:
-        assert not any(dominates(q, p) for q in everything)
-    for i in set(valid.index) - set(front.index):
-        p = (valid.loc[i, "forget_loss_gain"], valid.loc[i, "retain_loss_change"])
-        assert any(dominates(q, p) for q in front_points)
-    assert list(front.retain_loss_change) == sorted(front.retain_loss_change)
+@given(st.lists(st.tuples(accuracy, accuracy, accuracy), max_size=12))
+def test_ranking_sorts_by_the_largest_accuracy_gap_and_puts_unmeasured_runs_last(rows):
+    finals = final_points(rows)
+    ranked = rank_by_reference(finals, REFERENCE)
+    assert sorted(ranked["label"]) == sorted(finals["label"]) and "distance" not in finals
+    for _, row in ranked.iterrows():
+        gaps = [abs(row[name] - REFERENCE[name]) for name in ACCURACIES]
+        assert math.isnan(row["distance"]) if any(map(math.isnan, gaps)) else row["distance"] == pytest.approx(
+            100 * max(gaps))
+    measured = ranked["distance"].dropna()
+    assert list(measured) == sorted(measured) and ranked["distance"].iloc[:len(measured)].notna().all()
+    for _, ties in measured.groupby(measured).groups.items():  # ties keep the finals' order
+        order = [finals.index.get_loc(i) for i in ties]
+        assert order == sorted(order)
 
 
-def test_pareto_front_by_hand_and_custom_columns():
-    df = pd.DataFrame({"gain": [1.0, 2.0, 2.0, 0.5, 3.0], "cost": [0.0, 0.5, 0.4, 0.0, 2.0]})
-    front = pareto_front(df, maximise="gain", minimise="cost")
-    assert list(front.index) == [0, 2, 4]  # 1 is beaten by 2, 3 by 0
-    with pytest.raises(ValueError, match="cost2"):
-        pareto_front(df, maximise="gain", minimise="cost2")
+def test_a_collapsed_model_is_ranked_last_though_it_forgot_most():
+    finals = final_points([(0.05, 0.97, 0.88), (0.0, 0.10, 0.10), (0.4, 0.99, 0.91)])
+    ranked = rank_by_reference(finals, REFERENCE)
+    assert ranked["label"].tolist() == ["run 0", "run 2", "run 1"]
+    assert ranked["distance"].tolist() == pytest.approx([5.0, 40.0, 88.0])
+    with pytest.raises(ValueError, match="test_acc"):
+        rank_by_reference(finals.drop(columns="test_acc"), REFERENCE)
+
+
+@given(st.lists(st.tuples(accuracy, accuracy, accuracy), max_size=12))
+def test_merging_keeps_one_row_per_distinct_point_with_every_label(rows):
+    finals = final_points(rows)
+    merged = merge_identical(finals)
+    placed = finals.dropna(subset=list(ACCURACIES))
+    keys = [tuple(r) for r in placed[list(ACCURACIES)].to_numpy()]
+    assert [tuple(r) for r in merged[list(ACCURACIES)].to_numpy()] == list(dict.fromkeys(keys))
+    for row in merged.itertuples():
+        same = placed[(placed[list(ACCURACIES)] == [row.forget_acc, row.retain_acc, row.test_acc]).all(axis=1)]
+        assert row.labels == same["label"].tolist() and row.label == row.labels[0]
+    assert sum(len(labels) for labels in merged["labels"]) == len(placed)
+
+
+def test_a_sweep_whose_runs_ended_alike_is_one_point():
+    finals = final_points([(0.0, 0.95, 0.9), (0.01, 0.98, 0.9), (0.0, 0.95, 0.9), (0.0, 0.95, 0.9)])
+    merged = merge_identical(rank_by_reference(finals, REFERENCE))
+    assert merged["labels"].tolist() == [["run 1"], ["run 0", "run 2", "run 3"]]

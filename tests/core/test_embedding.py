@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from hamu_core.data import LabelledData, stratified_test_mask
-from hamu_core.embedding import (annotate, embed, forget_retain_similarity, forward_batched, layer_cka,
-                                 linear_cka, linked_embeddings, nearest_retain_neighbours, procrustes_align,
-                                 project)
+from hamu_core.embedding import (annotate, embed, forget_retain_similarity, forward_batched, ids_in_region,
+                                 inside_polygon, layer_cka, linear_cka, linked_embeddings, nearest_retain_neighbours,
+                                 procrustes_align, project)
 
 
 class Projector(nn.Module):
@@ -57,7 +57,8 @@ def test_forward_batched_matches_one_pass_and_restores_the_mode():
 def test_embed_frame_is_complete_and_deterministic(method):
     model = Projector(6, 16, 3)
     frame = embed(model, DATA, method=method, seed=1)
-    assert list(frame.columns) == ["id", "x", "y", "label", "class_name", "split"]
+    assert list(frame.columns) == ["id", "x", "y", "label", "class_name", "split", "drawn"]
+    assert frame["drawn"].all()
     np.testing.assert_array_equal(frame["id"], np.sort(DATA.ids))
     rows = DATA.rows(frame["id"].to_numpy())
     np.testing.assert_array_equal(frame["label"], DATA.y[rows])
@@ -90,13 +91,19 @@ def test_umap_map_is_deterministic_under_its_seed():
         np.testing.assert_array_equal(first, concurrent)
 
 
-def test_ids_and_max_points_choose_the_samples():
+def test_ids_choose_the_samples_and_max_points_the_drawn_ones():
     model = Projector(6, 16, 3)
     subset = embed(model, DATA, ids=DATA.ids[::-3])
     np.testing.assert_array_equal(subset["id"], np.sort(DATA.ids[::-3]))
     small = embed(model, DATA, max_points=40, seed=2)
-    assert len(small) == 40 and set(small["id"]) <= set(DATA.ids)
-    np.testing.assert_array_equal(small["id"], embed(model, DATA, max_points=40, seed=2)["id"])
+    assert len(small) == len(DATA.ids) and small["drawn"].sum() == 40  # PCA maps every sample, draws 40
+    again = embed(model, DATA, max_points=40, seed=2)
+    np.testing.assert_array_equal(small[small["drawn"]]["id"], again[again["drawn"]]["id"])
+    full = embed(model, DATA)
+    np.testing.assert_allclose(small[["x", "y"]], full[["x", "y"]])  # drawing fewer never moves a point
+    tsne = embed(model, DATA, method="tsne", max_points=40, seed=2)
+    assert len(tsne) == 40 and tsne["drawn"].all()  # t-SNE maps only what it draws
+    np.testing.assert_array_equal(tsne["id"], small[small["drawn"]]["id"])
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
@@ -209,3 +216,35 @@ def test_layer_cka_names_every_linear_layer():
     assert same["layer"].tolist() == ["body", "head"] and same["cka"].tolist() == pytest.approx([1.0, 1.0])
     different = layer_cka(model, Projector(6, 16, 3, seed=9), x)
     assert (different["cka"] < 0.999).all()
+
+
+SQUARE = np.array([[0.0, 0.0], [2.0, 0.0], [2.0, 2.0], [0.0, 2.0]])
+
+
+def test_points_inside_a_square_a_concave_lasso_and_a_self_crossing_one():
+    points = np.array([[1, 1], [3, 1], [-0.5, 1], [1, 2.5], [0.5, 0.5], [1.9, 1.9]], dtype=float)
+    assert inside_polygon(points, SQUARE).tolist() == [True, False, False, False, True, True]
+    notch = np.array([[0, 0], [4, 0], [4, 4], [2, 1], [0, 4]], dtype=float)  # a V cut into the top
+    assert inside_polygon(np.array([[2, 3], [1, 1], [3, 2], [2, 0.5]]), notch).tolist() == [False, True, True, True]
+    bow = np.array([[0, 0], [2, 2], [2, 0], [0, 2]], dtype=float)  # two triangles meeting at (1, 1)
+    probes = np.array([[0.2, 1], [1.8, 1], [1, 0.2], [1, 1.8]])
+    assert inside_polygon(probes, bow).tolist() == [True, True, False, False]
+    assert not inside_polygon(points, SQUARE[:2]).any()  # two vertices enclose nothing
+
+
+def test_inside_polygon_agrees_with_matplotlib_on_random_lassos():
+    from matplotlib.path import Path
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        angles = np.sort(rng.uniform(0, 2 * np.pi, rng.integers(3, 40)))
+        radii = rng.uniform(0.3, 1.0, len(angles))
+        lasso = np.column_stack([radii * np.cos(angles), radii * np.sin(angles)])  # star-shaped, like a hand lasso
+        points = rng.uniform(-1.1, 1.1, (500, 2))
+        np.testing.assert_array_equal(inside_polygon(points, lasso), Path(lasso).contains_points(points))
+
+
+def test_ids_in_region_reads_the_frame_coordinates():
+    frame = pd.DataFrame({"id": [7, 3, 9, 5], "x": [1.0, 5.0, 0.5, 1.5], "y": [1.0, 1.0, 1.5, -1.0]})
+    assert ids_in_region(frame, SQUARE[:, 0], SQUARE[:, 1]).tolist() == [7, 9]
+    assert ids_in_region(frame.iloc[:0], SQUARE[:, 0], SQUARE[:, 1]).tolist() == []

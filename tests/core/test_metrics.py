@@ -4,12 +4,15 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from scipy.stats import binomtest
 from torch import nn
 
 from hamu_core.data import LabelledData, stratified_test_mask
-from hamu_core.metrics import AMBER, GREEN, RED, ModelScores, avg_gap, evaluate, tug_of_war, verdict
+from hamu_core.metrics import (AMBER, GREEN, GREY, RED, SPLITS, STATUS_WORDS, Evaluation, ModelScores, avg_gap,
+                               evaluate, tug_of_war, verdict, wilson_interval)
 
 E = math.e
 
@@ -154,8 +157,8 @@ def test_overfit_model_scores_lower_mia_efficacy_than_one_that_never_saw_the_for
         assert scores.mia_efficacy_interval[0] <= scores.mia_efficacy <= scores.mia_efficacy_interval[1]
     assert ev.cka["cka"].tolist() == pytest.approx([1.0, 1.0])  # the original compared with itself
     found = verdict(ev)
-    assert found.forgotten.status == RED and "still partly remembered" in found.forgotten.sentence
-    assert found.attack.status != GREEN
+    assert found.forgotten.status == RED and "still remembered, as before unlearning" in found.forgotten.sentence
+    assert found.attack.status in (AMBER, RED) and "members than after retraining" in found.attack.sentence
 
 
 def test_evaluation_is_deterministic_under_a_seed_and_leaves_the_model_alone(blobs):
@@ -175,6 +178,7 @@ def test_the_retrained_model_gets_a_green_verdict(blobs):
     found = verdict(evaluate(retrain, data, forget, retrain=retrain, original=overfit, n_boot=30))
     assert [f.status for f in found.findings] == [GREEN, GREEN, GREEN]
     assert found.forgotten.question == "Forgotten?" and "as if never seen" in found.forgotten.sentence
+    assert "matches retraining within noise at this size" in found.forgotten.sentence
 
 
 def test_without_a_retrain_reference_the_verdict_falls_back_and_says_so(blobs):
@@ -183,6 +187,121 @@ def test_without_a_retrain_reference_the_verdict_falls_back_and_says_so(blobs):
     assert found.forgotten.status == RED and "better than unseen data" in found.forgotten.sentence
     assert found.cost.status == GREEN and "original model" in found.cost.sentence
     assert "0.5 (unseen data)" in found.attack.sentence
+    assert "no retrained model to compare it with" in found.attack.sentence
     tiny = verdict(evaluate(Lookup(CURRENT), TINY, FORGET, n_boot=20))
     assert tiny.forgotten.status == AMBER and "rough guide" in tiny.forgotten.sentence
     assert tiny.cost.status == AMBER
+
+
+@pytest.mark.parametrize("k, n", [(0, 10), (1, 2), (20, 40), (39, 40), (40, 40), (137, 360)])
+def test_wilson_interval_matches_scipy(k, n):
+    low, high = wilson_interval(k / n, n)
+    reference = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    assert (low, high) == pytest.approx((reference.low, reference.high), abs=1e-12)
+    assert low <= k / n <= high
+
+
+def _scores(forget: float, auc: tuple[float, float, float], efficacy: tuple[float, float, float] = (0.5, 0.4, 0.6),
+            retain: float = 0.99, test: float = 0.95) -> ModelScores:
+    """A model's scores written by hand: accuracies, and (value, low, high) of the AUC and MIA-efficacy."""
+    return ModelScores({"forget": forget, "retain": retain, "test": test}, {"forget": 1.0, "retain": 0.1, "test": 0.3},
+                       auc[0], auc[1:], efficacy[0], efficacy[1:])
+
+
+def _evaluation(current, retrain=None, original=None, *, sizes=(100, 1000, 300), n_classes=10) -> Evaluation:
+    """An Evaluation around hand-written scores; the comparisons the verdict does not read are left empty."""
+    return Evaluation(sizes=dict(zip(SPLITS, sizes)), n_classes=n_classes, current=current, retrain=retrain,
+                      original=original, ks_statistic=math.nan, ks_pvalue=math.nan, agreement=math.nan,
+                      tug_of_war=math.nan, avg_gap=math.nan, class_accuracy=pd.DataFrame(), samples=pd.DataFrame(),
+                      cka=pd.DataFrame())
+
+
+def test_class_forgetting_reads_as_separable_and_as_retraining():
+    """AUC 0.06: the forget class is almost perfectly separable from unseen data, exactly as after retraining."""
+    found = verdict(_evaluation(_scores(0.0, (0.06, 0.02, 0.10), (0.98, 0.93, 1.0)),
+                                _scores(0.0, (0.05, 0.02, 0.09), (0.99, 0.95, 1.0)),
+                                _scores(1.0, (0.95, 0.92, 0.97), (0.05, 0.0, 0.1))))
+    attack = found.attack.sentence
+    assert found.attack.status == GREEN
+    assert "AUC 0.06 [0.02, 0.10]" in attack and "higher loss than unseen data" in attack
+    assert "separates them almost perfectly" in attack
+    assert "retrained model shows the same separation" in attack and "not a sign of memory" in attack
+    assert "MIA-efficacy" in attack and "98% [93%, 100%]" in attack and "99% [95%, 100%]" in attack
+    assert "agrees with the loss threshold" in attack and "cannot tell" not in attack
+    assert found.forgotten.status == GREEN and "0% [0%, 4%]" in found.forgotten.sentence
+
+
+def test_remembered_reads_as_still_remembered():
+    found = verdict(_evaluation(_scores(1.0, (0.93, 0.90, 0.96), (0.10, 0.02, 0.20)),
+                                _scores(0.6, (0.52, 0.47, 0.57), (0.55, 0.40, 0.70)),
+                                _scores(1.0, (0.95, 0.92, 0.97), (0.08, 0.01, 0.18))))
+    assert found.attack.status == RED and found.forgotten.status == RED
+    assert "still remembered, as before unlearning" in found.attack.sentence
+    assert "lower loss than unseen data" in found.attack.sentence
+    assert "members than after retraining, which agrees" in found.attack.sentence
+    assert "still remembered" in found.forgotten.sentence
+
+
+def test_over_forgetting_reads_as_over_forgetting():
+    found = verdict(_evaluation(_scores(0.40, (0.30, 0.25, 0.35), (0.90, 0.80, 0.97)),
+                                _scores(0.85, (0.55, 0.50, 0.60), (0.50, 0.35, 0.65)),
+                                _scores(1.0, (0.70, 0.65, 0.75), (0.30, 0.20, 0.40)), sizes=(200, 1000, 300)))
+    assert found.attack.status == RED and found.forgotten.status == RED
+    assert "over-forgetting" in found.attack.sentence and "higher loss than unseen data" in found.attack.sentence
+    assert "unseen than after retraining, which agrees" in found.attack.sentence
+    assert "over-forgetting" in found.forgotten.sentence and "remembered" not in found.forgotten.sentence
+
+
+def test_forty_samples_cannot_tell():
+    """40 forget samples: 0.545 [0.45, 0.66], with the original's and the retrain's intervals overlapping."""
+    found = verdict(_evaluation(_scores(0.975, (0.545, 0.45, 0.66)), _scores(0.95, (0.50, 0.40, 0.60)),
+                                _scores(1.0, (0.56, 0.46, 0.66)), sizes=(40, 1000, 40)))
+    assert found.attack.status == GREY and found.forgotten.status == GREY
+    assert "AUC 0.55 [0.45, 0.66]" in found.attack.sentence
+    for finding in (found.attack, found.forgotten):
+        assert "this test cannot tell at this sample size" in finding.sentence
+    assert "cannot tell" in STATUS_WORDS[GREY]
+
+
+def test_without_the_original_a_wide_interval_still_cannot_tell():
+    """No original model: a value a clear difference above retraining stands in for the remembering reference."""
+    found = verdict(_evaluation(_scores(0.55, (0.55, 0.44, 0.66)), _scores(0.5, (0.52, 0.48, 0.56)),
+                                sizes=(20, 1000, 40)))
+    assert found.attack.status == GREY and "a clearly remembering model's 0.62" in found.attack.sentence
+    assert found.forgotten.status == GREY and "a clearly remembering model's 60%" in found.forgotten.sentence
+
+
+def test_forget_accuracy_at_chance_is_guessing_not_remembering():
+    """Two classes, a forgotten one: 50% on it is a coin flip, not memory; retraining gives 0%."""
+    chance = verdict(_evaluation(_scores(0.5, (0.1, 0.05, 0.15)), _scores(0.0, (0.05, 0.02, 0.09)),
+                                 _scores(1.0, (0.6, 0.55, 0.65)), n_classes=2)).forgotten
+    assert chance.status == AMBER
+    assert "50% [40%, 60%]" in chance.sentence and "within noise of chance (50% for 2 classes)" in chance.sentence
+    assert "guessing" in chance.sentence and "retraining would give 0%" in chance.sentence
+    assert "still remembered" not in chance.sentence and "partly remembered" not in chance.sentence
+    above_chance = verdict(_evaluation(_scores(0.8, (0.1, 0.05, 0.15)), _scores(0.0, (0.05, 0.02, 0.09)),
+                                       _scores(1.0, (0.6, 0.55, 0.65)), n_classes=2)).forgotten
+    assert above_chance.status == RED and "still partly remembered" in above_chance.sentence
+
+
+def test_an_accuracy_gap_within_noise_matches_retraining():
+    """80% of 60 against retraining's 85%: five points, inside the Wilson interval [68%, 88%]."""
+    found = verdict(_evaluation(_scores(0.80, (0.5, 0.45, 0.55)), _scores(0.85, (0.5, 0.45, 0.55)),
+                                _scores(1.0, (0.9, 0.85, 0.95)), sizes=(60, 1000, 300)))
+    assert found.forgotten.status == GREEN
+    assert "80% [68%, 88%]" in found.forgotten.sentence
+    assert "matches retraining within noise at this size" in found.forgotten.sentence
+    assert found.cost.status == GREEN and "within noise" in found.cost.sentence
+
+
+def test_attacks_that_disagree_say_so_and_do_not_pass():
+    found = verdict(_evaluation(_scores(0.0, (0.06, 0.02, 0.10), (0.40, 0.30, 0.50)),
+                                _scores(0.0, (0.05, 0.02, 0.09), (0.99, 0.95, 1.0)),
+                                _scores(1.0, (0.95, 0.92, 0.97))))
+    assert found.attack.status == AMBER
+    assert "same separation" in found.attack.sentence and "the two attacks disagree" in found.attack.sentence
+
+
+def test_every_status_has_words():
+    assert set(STATUS_WORDS) == {GREEN, AMBER, RED, GREY}
+    assert all(words and words.lower() != status for status, words in STATUS_WORDS.items())

@@ -10,11 +10,12 @@ from hypothesis import strategies as st
 
 from hamu_core.builtin_data import load_digits_data
 from hamu_core.selection import (
+    SHOWN_IDS,
     describe_selection,
     difference,
     select_class,
     select_hardest,
-    select_ids,
+    select_listed,
     select_random,
     select_rho_mix,
     union,
@@ -82,13 +83,49 @@ def test_describe_selection_counts_classes():
     assert str(summary) == "Forget set: 5 samples (1: 3, 7: 2)"
 
 
-def test_explicit_ids_are_checked():
+def test_listed_ids_keep_the_training_ids_sorted_and_unique():
     train = DATA.train_ids[:3]
-    assert select_ids(DATA, train[::-1].tolist() + [int(train[0])]).tolist() == sorted(train.tolist())
-    with pytest.raises(ValueError, match=r"unknown sample ids \[99999\]"):
-        select_ids(DATA, [int(train[0]), 99999])
-    with pytest.raises(ValueError, match="test split; test samples are never forgotten"):
-        select_ids(DATA, DATA.test_ids[:1])
+    listed = select_listed(DATA, train[::-1].tolist() + [int(train[0])])
+    assert listed.ids.tolist() == sorted(train.tolist()) and listed.skipped == {}
+
+
+@given(st.lists(st.sampled_from(sorted(TRAIN)), max_size=40), st.lists(st.sampled_from(DATA.test_ids.tolist()),
+       max_size=15), st.lists(st.integers(10**6, 10**6 + 50), max_size=5))
+def test_listed_ids_split_into_training_test_and_unknown(train, test, unknown):
+    """A list as people write it: every id lands in exactly one group, each group sorted and unique."""
+    ids = train + test + unknown
+    if not train:
+        with pytest.raises(ValueError, match="none of the listed ids can be forgotten"):
+            select_listed(DATA, ids)
+        return
+    listed = select_listed(DATA, np.random.default_rng(0).permutation(ids))
+    assert listed.ids.tolist() == sorted(set(train))
+    expected = {"test": sorted(set(test)), "unknown": sorted(set(unknown))}
+    assert {reason: group.tolist() for reason, group in listed.skipped.items()} == {
+        reason: group for reason, group in expected.items() if group}
+    assert listed.n_skipped == len(set(test)) + len(set(unknown))
+
+
+def test_skipped_note_says_how_many_why_and_names_the_first_few():
+    """48 scattered ids of which 9 are test ids and 2 unknown: the 37 training ids are kept."""
+    train, test = DATA.train_ids[::30][:37].tolist(), DATA.test_ids[::5][:9].tolist()
+    listed = select_listed(DATA, train + test + [999999, 1000000])
+    assert len(listed.ids) == 37
+    note = listed.skipped_note()
+    assert note.startswith("skipped 11 of 48 listed ids: 9 in the test split (never trained on, so nothing to forget)")
+    test_group = note.split("; ")[0].split("): ")[1]
+    assert test_group == ", ".join(map(str, sorted(test)[:SHOWN_IDS])) + ", …"
+    assert note.endswith("2 unknown sample ids (not in this dataset): 999999, 1000000")
+
+
+@pytest.mark.parametrize("ids, message", [
+    ([int(DATA.test_ids[0])], "none of the listed ids can be forgotten; skipped 1 of 1 listed ids: 1 in the test"),
+    ([99999], "unknown sample ids .*: 99999"),
+    ([], "the list is empty"),
+])
+def test_a_list_without_any_training_id_is_refused_saying_why(ids, message):
+    with pytest.raises(ValueError, match=message):
+        select_listed(DATA, ids)
 
 
 def test_forget_set_validation():

@@ -72,7 +72,7 @@ def start(store, problem, **kwargs) -> StoredRunRecorder:
 def test_a_run_round_trips_with_settings_history_evaluations_and_checkpoints(tmp_path, problem):
     store = RunStore(tmp_path)
     rec = start(store, problem, label="first", checkpoint_every=3)
-    rec.run_steps(7)
+    list(rec.steps(7, None))
     rec.evaluate({"forget_acc": 0.25, "mia": math.nan})
     rec.evaluate({"retain_acc": 0.9})  # same step: merged with the metrics above
     stored = store.get_run(rec.run_id)
@@ -114,28 +114,28 @@ def test_the_stored_history_follows_undo_and_reset(tmp_path, problem):
         stored = store.get_run(rec.run_id).history
         return [canonical(r) for r in stored] == [canonical(r) for r in rec.run.history_]
 
-    rec.run_steps(5)
+    list(rec.steps(5, None))
     rec.evaluate({"acc": 1.0})
     assert same() and store.checkpoint_steps(rec.run_id) == [0, 2, 4]
     rec.undo()
     rec.undo()
     assert same() and len(rec.run.history_) == 3
     assert store.checkpoint_steps(rec.run_id) == [0, 2] and store.get_run(rec.run_id).evaluations == ()
-    rec.step()
+    next(rec.steps(1, None))
     assert same() and len(rec.run.history_) == 4
     rec.reset()
     assert same() and rec.run.history_ == [] and store.checkpoint_steps(rec.run_id) == [0]
-    rec.run_steps(2)
+    list(rec.steps(2, None))
     assert same()
 
 
 def test_a_failed_write_takes_the_step_back_out_of_memory(tmp_path, problem):
     store = RunStore(tmp_path)
     rec = start(store, problem)
-    rec.step()
+    next(rec.steps(1, None))
     store.close()
     with pytest.raises(StoreError, match="closed"):
-        rec.step()
+        next(rec.steps(1, None))
     assert len(rec.run.history_) == 1
 
 
@@ -177,7 +177,7 @@ def test_deleting_a_run_deletes_its_steps_evaluations_and_checkpoints(tmp_path, 
     store = RunStore(tmp_path)
     keep, gone = start(store, problem), start(store, problem)
     for rec in (keep, gone):
-        rec.run_steps(3)
+        list(rec.steps(3, None))
         rec.evaluate({"acc": 0.5})
     store.delete_run(gone.run_id)
     with pytest.raises(KeyError):
@@ -193,7 +193,7 @@ def test_deleting_a_run_deletes_its_steps_evaluations_and_checkpoints(tmp_path, 
 def test_replay_reproduces_a_stored_run_and_catches_a_tampered_record(tmp_path, problem):
     store = RunStore(tmp_path)
     rec = start(store, problem)
-    rec.run_steps(6)
+    list(rec.steps(6, None))
     replayed = replay_run(store.get_run(rec.run_id), lambda: tiny_problem()[0], problem[1], problem[2])
     assert [canonical(r) for r in replayed.history_] == [canonical(r) for r in rec.run.history_]
     with sqlite3.connect(store.path) as conn:
@@ -217,8 +217,8 @@ KILLED_SCRIPT = inspect.getsource(tiny_problem) + textwrap.dedent(f"""
     recorder = StoredRunRecorder.start(RunStore(sys.argv[1]), run, dataset={{"name": "tiny"}},
                                        forget_ids=forget_ids, checkpoint_every=4)
     print(recorder.run_id, flush=True)
-    for _ in range(3000):
-        print(recorder.step().step, flush=True)
+    for record in recorder.steps(3000, None):
+        print(record.step, flush=True)
         time.sleep(0.01)
 """)
 
@@ -253,7 +253,7 @@ def test_a_killed_run_is_reported_interrupted_and_resumes_bit_for_bit(tmp_path, 
 
     resumed = resume_run(store, run_id, lambda: tiny_problem()[0], problem[1], problem[2])  # replays and checks
     recorder = StoredRunRecorder(store, run_id, resumed)
-    recorder.run_steps(3)
+    list(recorder.steps(3, None))
     reference = new_run(problem)
     reference.run(n + 3)
     assert [canonical(r) for r in store.get_run(run_id).history] == [canonical(r) for r in reference.history_]

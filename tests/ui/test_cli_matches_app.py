@@ -43,7 +43,7 @@ def test_cli_run_has_the_apps_history(method, changed, seed, evaluated, tmp_path
     sets = [arg for name, value in changed.items() for arg in ("--set", f"{name}={value}")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["run", "--dataset", "digits", "--epochs", str(TRAIN.epochs), "--train-seed", str(TRAIN.seed),
-            "--forget-class", "3", "--method", method, "--seed", str(seed), "--steps", str(STEPS), "--quiet"]
+            "--forget-class", "3", "--method", method, "--seed", str(seed), "--steps", str(STEPS), "--until", "none", "--quiet"]
     done = subprocess.run([sys.executable, "-m", "hamu_core", *args, *sets, *([] if evaluated else ["--no-eval"])], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -58,7 +58,7 @@ def test_cli_run_has_the_apps_history(method, changed, seed, evaluated, tmp_path
     assert session.model_config == ModelConfig(arch="mlp") and trained.key == stored.dataset["model_fingerprint"]
     model = trained.model
     live = LiveRun(("test",), data, model, select_class(data, 3), method, session.method_settings(method), seed)
-    assert live.step(STEPS) is None
+    assert live.step(STEPS).kind == "step_limit"
 
     assert stored.settings == live.run.rule.settings() and stored.seed == seed
     assert list(stored.forget_ids) == select_class(data, 3).tolist()
@@ -70,4 +70,5 @@ def test_cli_run_has_the_apps_history(method, changed, seed, evaluated, tmp_path
         reopened.close()
     assert [comparable(r.to_dict()) for r in reopened.history] == [comparable(r) for r in stored.history]
     if evaluated:
-        assert frame["forget_acc"].iloc[-1] == stored.evaluations[-1]["evaluation"]["current"]["accuracy"]["forget"]
+        final = stored.evaluations[-1]  # the evaluation describes the step closest to the reference
+        assert frame["forget_acc"].iloc[final["reported_step"]] == final["evaluation"]["current"]["accuracy"]["forget"]

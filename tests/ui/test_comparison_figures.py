@@ -12,22 +12,25 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hamu_core.builtin_data import load_digits_data
-from hamu_core.compare import compare_methods
+from hamu_core.compare import compare_methods, merge_identical, rank_by_reference
 from hamu_core.config import DEFAULTS
 from hamu_core.embedding import annotate, linked_embeddings
 from hamu_core.metrics import class_accuracy, sample_outputs, split_ids
 from hamu_core.models import ModelConfig, build_model
 from hamu_core.selection import select_class
-from hamu_ui.compare_view import comparison_specs, final_table, paths
+from hamu_core.target import measure, measured_splits
+from hamu_ui.compare_view import comparison_specs, fair_settings, final_table, paths, stop_words
 from hamu_ui.comparison_figures import (
+    FOCUS_PAD,
     attack_histogram,
     class_accuracy_figure,
     collateral_figure,
-    frontier_figure,
+    focus_range,
+    off_chart,
+    reference_figure,
     twin_embedding_figure,
 )
 from hamu_ui.inspect_view import attack_rates, attack_table, collateral_frame
-from hamu_ui.session import measure, measured_splits
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +69,24 @@ def test_specs_label_each_method_and_sweep_only_the_constraint():
     assert specs[1][2] == DEFAULTS.method_settings("gdiff")
     for (_, method, settings), constraint in zip(specs[2:], (0.01, 0.2)):
         assert method == "hamu-u"
-        assert settings == {**DEFAULTS.method_settings("hamu-u"), "constraint": constraint}
+        assert settings == {**fair_settings("hamu-u", DEFAULTS.method_settings("hamu-u")), "constraint": constraint}
     no_sweep = comparison_specs(DEFAULTS.method_settings, ["ft"], "hamu-q", [])
     assert no_sweep == [("FT", "ft", DEFAULTS.method_settings("ft"))]
+
+
+def test_the_rules_own_stop_options_are_off_in_every_spec():
+    def chosen_on_unlearn(method):
+        stops = {"stop_on_unavoidable": True, "stop_on_infeasible": True} if method.startswith("hamu") else {}
+        return {**DEFAULTS.method_settings(method), **stops}
+
+    specs = comparison_specs(chosen_on_unlearn, ["hamu-q", "ga"], "hamu-q", [0.01])
+    off = {"stop_on_unavoidable": False, "stop_on_infeasible": False}
+    assert specs[0][2] == {**chosen_on_unlearn("hamu-q"), **off}  # every other setting is kept
+    assert specs[1][2] == DEFAULTS.method_settings("ga")  # a baseline has no such field to set
+    assert specs[2][2] == {**chosen_on_unlearn("hamu-q"), **off, "constraint": 0.01}
+    assert stop_words(()) == "no stop rule (every run takes every step)"
+    assert stop_words(("reached_reference", "unavoidable")) == ("stop when it reaches the retrain reference or "
+                                                               "degradation becomes unavoidable (HAMU only)")
 
 
 def test_paths_start_at_the_origin_and_follow_the_trajectory(comparison):
@@ -81,29 +99,62 @@ def test_paths_start_at_the_origin_and_follow_the_trajectory(comparison):
         assert path["forget_loss_gain"].iloc[1:].tolist() == rows["forget_loss_gain"].tolist()
 
 
-def test_final_table_gaps_are_accuracy_minus_reference_in_points(comparison):
+def test_final_table_is_ranked_by_distance_with_gaps_in_points(comparison):
     reference = {"forget_acc": 0.0, "retain_acc": 0.5, "test_acc": 0.25}
-    front = comparison.frontier()["label"]
-    table = final_table(comparison.finals, front, reference)
-    assert list(table.index) == comparison.finals["label"].tolist()
+    table = final_table(comparison.finals, reference)
+    ranked = rank_by_reference(comparison.finals, reference)
+    assert list(table.index) == ranked["label"].tolist()
+    assert list(table["distance (pts)"]) == sorted(table["distance (pts)"])
     for row in comparison.finals.itertuples():
+        gaps = []
         for split in ("forget", "retain", "test"):
             accuracy = getattr(row, f"{split}_acc")
             assert table.loc[row.label, f"{split} acc (%)"] == pytest.approx(100 * accuracy)
-            gap = 100 * (accuracy - reference[f"{split}_acc"])
-            assert table.loc[row.label, f"{split} gap (pts)"] == pytest.approx(gap)
-    assert set(table.index[table["on front"]]) == set(front)
-    assert final_table(comparison.finals, front, None)["test gap (pts)"].isna().all()
+            gaps.append(100 * (accuracy - reference[f"{split}_acc"]))
+            assert table.loc[row.label, f"{split} gap (pts)"] == pytest.approx(gaps[-1])
+        assert table.loc[row.label, "distance (pts)"] == pytest.approx(max(map(abs, gaps)))
+    unranked = final_table(comparison.finals, None)
+    assert list(unranked.index) == comparison.finals["label"].tolist()
+    assert unranked["test gap (pts)"].isna().all() and unranked["distance (pts)"].isna().all()
 
 
-def test_frontier_figure_overlays_every_path_and_draws_the_front_last(comparison):
-    front = comparison.frontier()
-    fig = frontier_figure(paths(comparison.trajectories), front, reference=(0.1, 2.0))
+@given(st.lists(st.floats(0, 100), min_size=1, max_size=20), st.floats(0, 100), st.floats(0, 100))
+def test_focus_range_holds_the_anchors_and_every_value_it_leaves_out_is_far(values, ref, start):
+    low, high = focus_range([ref, start], values)
+    assert low <= min(ref, start) - FOCUS_PAD + 1e-9 or low == -FOCUS_PAD
+    assert high >= max(ref, start) + FOCUS_PAD - 1e-9 or high == 100 + FOCUS_PAD
+    assert high - low >= 10 + 2 * FOCUS_PAD - 1e-9  # never narrower than the minimum span
+    inside = [v for v in values if low <= v <= high]
+    for v in values:
+        if v not in inside:  # left out only across a gap wider than the reach (10 points)
+            assert min(abs(v - w) for w in [ref, start, *inside]) > 10
+
+
+def test_focus_range_keeps_a_chain_of_runs_and_drops_a_collapsed_one():
+    low, high = focus_range([99.0, 100.0], [97.5, 93.0, 85.0, 10.0])
+    assert (low, high) == (85.0 - FOCUS_PAD, 100.0 + FOCUS_PAD)
+    assert off_chart([10.0, 85.0, 101.0, 103.0], (low, high)).tolist() == [-1, 0, 0, 1]
+    assert focus_range([99.0, 99.5], []) == (90.0 - FOCUS_PAD, 100.0 + FOCUS_PAD)  # widened to 10 below 100
+
+
+def test_reference_figure_places_ranked_points_merged_and_an_outlier_on_the_edge():
+    reference, original = {"forget_acc": 0.0, "retain_acc": 0.99}, {"forget_acc": 0.98, "retain_acc": 1.0}
+    finals = pd.DataFrame({"label": ["GA", "HAMU-Q", "B=0.1", "B=0.2"], "forget_acc": [0.0, 0.02, 0.3, 0.3],
+                           "retain_acc": [0.10, 0.97, 0.985, 0.985], "test_acc": [0.1, 0.9, 0.9, 0.9]})
+    points = merge_identical(rank_by_reference(finals, {**reference, "test_acc": 0.9}))
+    fig = reference_figure(points, reference, original)
     names = [trace.name for trace in fig.data]
-    assert names == [*comparison.finals["label"], "retrain reference", "Pareto front"]
-    drawn = fig.data[-1]
-    assert list(drawn.text) == front.sort_values("retain_loss_change")["label"].tolist()
-    assert list(drawn.x) == sorted(front["retain_loss_change"])
+    assert names == ["1. HAMU-Q (2.0 pts)", "2. B=0.1, B=0.2 (30.0 pts)", "3. GA (89.0 pts)", "original model",
+                     "retrain reference (the target)"]
+    low, high = fig.layout.yaxis.range
+    assert low > 80 and high >= 100  # the collapsed run does not stretch the retain axis
+    ga = fig.data[2]
+    assert ga.marker.symbol == "triangle-down" and low < ga.y[0] < 97  # drawn on the bottom edge
+    assert "off the axes" in fig.layout.annotations[0].text and "retain 10%" in fig.layout.annotations[0].text
+    assert fig.data[0].marker.symbol == "circle" and fig.data[0].y[0] == pytest.approx(97.0)
+    star = fig.data[-1]
+    assert (star.x[0], star.y[0]) == (0.0, 99.0) and star.marker.symbol == "star"
+    assert "closer to the star" in fig.layout.title.text
 
 
 def test_twin_embedding_puts_the_current_map_right_of_the_original_and_links_forget_samples(digits, forget, models):

@@ -12,7 +12,9 @@ import pytest
 
 from hamu_core.selection import select_class
 from hamu_core.store import RunStore, StoredRunRecorder
-from hamu_ui.session import LiveRun, measure
+from hamu_core.target import measure
+from hamu_core.unlearner import UnlearningRun
+from hamu_ui.session import LiveRun
 
 SETTINGS = {"lr": 0.05, "constraint": 0.025}
 
@@ -40,15 +42,20 @@ def test_the_store_follows_steps_undo_and_reset(digits, model, tmp_path):
     assert store.get_run(live.run_id).status == "finished"
 
 
-def test_a_run_stored_without_measurements_reopens_with_gaps_and_a_measured_end(digits, model, tmp_path):
+def test_a_run_stored_without_measurements_reopens_with_gaps_and_measured_replays(digits, model, tmp_path):
+    """A run stored without per-step measurements (a run with no probe, as older versions stored CLI runs):
+    the steps a checkpoint lets the replay skip stay blank, the replayed ones are measured afresh."""
     store = RunStore(tmp_path)
-    bare = LiveRun(("key",), digits, model, select_class(digits, 5), "hamu-q", SETTINGS, seed=0)
-    recorder = StoredRunRecorder.start(store, bare.run, dataset={}, forget_ids=select_class(digits, 5))
-    for _ in range(3):
-        recorder.step()  # as the CLI stores a run: records, no per-step measurements
+    forget = select_class(digits, 5)
+    live = LiveRun(("key",), digits, model, forget, "hamu-q", SETTINGS, seed=0)
+    plain = UnlearningRun(live.run.rule, model=model, retain=live.run.retain, forget=live.run.forget, seed=0)
+    recorder = StoredRunRecorder.start(store, plain, dataset={}, forget_ids=forget, checkpoint_every=2)
+    list(recorder.steps(3, None))
     reopened = LiveRun.reopen(("key",), digits, model, store, recorder.run_id)
-    assert texts(reopened) == texts(bare)
-    assert reopened.points[0] == measure(model, reopened.probe)
-    assert all(math.isnan(v) for point in reopened.points[1:3] for v in point.values())
-    assert reopened.points[3] == pytest.approx(measure(bare.run.model_, bare.probe))
+    assert texts(reopened) == [json.dumps(r.to_dict() | {"wall_ms": 0}, sort_keys=True) for r in plain.history_]
+    probe = reopened.run.probe
+    assert reopened.points[0] == measure(model, probe)
+    assert all(math.isnan(v) for v in reopened.points[1].values())  # skipped by the checkpoint at step 2
+    assert reopened.points[2] == pytest.approx(measure(plain.model_at(2), probe))
+    assert reopened.points[3] == pytest.approx(measure(plain.model_, probe))
     assert np.isfinite(reopened.frame()["forget_acc"].iloc[-1])

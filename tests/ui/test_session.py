@@ -8,16 +8,18 @@ are the core's own.
 import numpy as np
 import pytest
 
+from hamu_core.config import DEFAULTS
 from hamu_core.metrics import sample_outputs
 from hamu_core.selection import select_class
-from hamu_ui.session import MEASURE_LIMIT, LiveRun, StudioSession, measured_splits
+from hamu_core.target import MEASURE_LIMIT, measured_splits
+from hamu_ui.session import LiveRun, StudioSession
 from hamu_ui.stepper import explain
 
 
 def test_live_run_keeps_measurements_in_step_with_history(digits, model):
     forget = select_class(digits, 3)
     live = LiveRun(("key",), digits, model, forget, "hamu-q", {"lr": 0.05, "constraint": 0.025}, seed=0)
-    assert live.step(3) is None
+    assert live.step(3).kind == "step_limit"
     assert len(live.history) == 3 and len(live.points) == 4
     frame = live.frame()
     assert frame["step"].tolist() == [0, 1, 2, 3]
@@ -39,8 +41,8 @@ def test_live_run_never_changes_the_model_it_was_given(digits, model):
 def test_refused_step_reports_why_and_keeps_the_run(digits, model):
     live = LiveRun(("key",), digits, model, select_class(digits, 2), "hamu-q",
                    {"lr": 1e-6, "constraint": 1.0, "stop_on_infeasible": True}, seed=0)
-    reason = live.step(5)
-    assert reason is not None and "infeasible" in reason
+    stop = live.step(5)
+    assert stop.kind == "refused" and "infeasible" in stop.message
     assert not live.history and len(live.points) == 1
 
 
@@ -64,9 +66,10 @@ def test_session_forgets_dependent_state_when_its_inputs_change(digits, model):
     assert session.live is None
     session.choose_dataset("mnist-5k")
     assert session.forget_ids.size == 0 and session.data_source == "builtin:mnist-5k"
-    assert session.method_settings("hamu-q")["lr"] == 0.05
-    session.settings["hamu-q"] = {"lr": 0.1}
-    assert session.method_settings("hamu-q")["lr"] == 0.1 and session.method_settings("hamu-q")["constraint"] == 0.025
+    assert session.method_settings("hamu-q")["radius"] == DEFAULTS.hamu_radius
+    session.settings["hamu-q"] = {"radius": 0.1}
+    assert session.method_settings("hamu-q")["radius"] == 0.1
+    assert session.method_settings("hamu-q")["constraint"] == DEFAULTS.hamu_constraint
 
 
 def test_explain_names_infeasible_and_unavoidable_steps(digits, model):
