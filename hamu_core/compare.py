@@ -51,7 +51,7 @@ ACCURACIES = ("forget_acc", "retain_acc", "test_acc")  # what a final point is p
 
 
 def constraint_sweep(method: str, constraints: Sequence[float], **settings) -> list[tuple[str, str, dict]]:
-    """Specs running ``method`` once per constraint B, labelled ``"<method> B=<B>"``.
+    """Specs running ``method`` once per constraint B, labelled ``"<METHOD> B=<B>"`` like the methods' own labels.
 
     The other settings are shared by every spec; a ``constraint`` among them is refused,
     since the sweep sets it.
@@ -60,7 +60,7 @@ def constraint_sweep(method: str, constraints: Sequence[float], **settings) -> l
         raise ValueError("constraint is set by the sweep; pass it in constraints, not in settings")
     if not constraints:
         raise ValueError("constraints must hold at least one value")
-    return [(f"{method} B={c:g}", method, {**settings, "constraint": c}) for c in constraints]
+    return [(f"{method.upper()} B={c:g}", method, {**settings, "constraint": c}) for c in constraints]
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,18 @@ def wilson_interval(proportion: float, n: int, level: float = 0.95) -> tuple[flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def mean_gap_half_width(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> float:
+    """Half-width of the normal ``level`` interval of mean(a) − mean(b) for two samples of per-sample numbers.
+
+    The standard error of a difference of means, √(s_a²/n_a + s_b²/n_b): what "the same
+    mean loss within noise" means for the forget set's losses under two models.
+    """
+    if len(a) < 2 or len(b) < 2:
+        return math.inf
+    spread = math.sqrt(float(np.var(a, ddof=1)) / len(a) + float(np.var(b, ddof=1)) / len(b))
+    return float(norm.ppf(0.5 + level / 2)) * spread
+
+
 @dataclass(frozen=True)
 class ModelScores:
     """One model's accuracy, mean loss and membership-attack results on the three splits."""
@@ -205,6 +217,7 @@ class Evaluation:
     ks_statistic: float  # two-sample KS statistic, forget losses of current vs retrained model
     ks_pvalue: float  # its p-value: TOFU's forget quality, on losses; high = alike
     agreement: float  # fraction of forget samples where current and retrained model predict the same class
+    forget_loss_gap: tuple[float, float]  # (mean forget loss − the retrained model's, its 95% half-width); NaN without
     tug_of_war: float  # see tug_of_war()
     avg_gap: float  # see avg_gap(), in percentage points
     class_accuracy: pd.DataFrame  # see class_accuracy()
@@ -285,6 +298,10 @@ def evaluate(model: nn.Module, data: LabelledData, forget_ids, *, retrain: nn.Mo
     has_ref = ref is not None
     ks = ks_2samp(outputs["current"]["forget"].loss, outputs["retrain"]["forget"].loss) if has_ref else None
     agree = np.mean(outputs["current"]["forget"].pred == outputs["retrain"]["forget"].pred) if has_ref else math.nan
+    loss_gap = (math.nan, math.nan)
+    if has_ref:
+        mine, theirs = outputs["current"]["forget"].loss, outputs["retrain"]["forget"].loss
+        loss_gap = (float(mine.mean() - theirs.mean()), mean_gap_half_width(mine, theirs))
     cka = pd.DataFrame(columns=["layer", "cka"])
     if original is not None:
         cka = layer_cka(model, original, data.tensors(probe_ids(data, seed))[0])
@@ -292,7 +309,7 @@ def evaluate(model: nn.Module, data: LabelledData, forget_ids, *, retrain: nn.Mo
         sizes={s: len(ids[s]) for s in SPLITS}, n_classes=data.n_classes, current=current, retrain=ref,
         original=scores.get("original"),
         ks_statistic=float(ks.statistic) if has_ref else math.nan, ks_pvalue=float(ks.pvalue) if has_ref else math.nan,
-        agreement=float(agree),
+        agreement=float(agree), forget_loss_gap=loss_gap,
         tug_of_war=tug_of_war(current.accuracy, ref.accuracy) if has_ref else math.nan,
         avg_gap=avg_gap(current, ref) if has_ref else math.nan,
         class_accuracy=class_accuracy(data, outputs), samples=attack_frame(outputs["current"], attacks["current"]),
@@ -342,8 +359,15 @@ def _forgotten(ev: Evaluation) -> Finding:
     if why is not None:
         return Finding("Forgotten?", GREY, f"{head}: this test cannot tell at this sample size: {why}.")
     if cur.matches(ref.value, CLOSE_ACCURACY):
-        return Finding("Forgotten?", GREEN,
-                       f"{head}: it matches retraining within noise at this size, as if never seen.")
+        gap, half = ev.forget_loss_gap
+        if abs(gap) <= half:
+            return Finding("Forgotten?", GREEN, f"{head}, and its mean forget loss is within ±{half:.2g} of the "
+                           "retrained model's: it matches retraining within noise at this size, as if never seen.")
+        side = ("lower: the model is still more confident on them than retraining would be, so it partly "
+                "remembers them" if gap < 0 else "higher: the model is pushed further away from them than retraining "
+                "would be (over-forgetting in confidence)")
+        return Finding("Forgotten?", AMBER, f"{head}: the accuracies match within noise, but its mean forget loss is "
+                       f"{gap:+.3g} from the retrained model's (beyond ±{half:.2g}), {side}.")
     chance = 1 / ev.n_classes
     if delta > 0 and cur.matches(chance, CLOSE_ACCURACY):
         return Finding("Forgotten?", AMBER, f"{head}. That is within noise of chance ({chance:.0%} for {ev.n_classes} "

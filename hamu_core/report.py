@@ -23,7 +23,7 @@ from html import escape
 import numpy as np
 import pandas as pd
 
-from hamu_core.metrics import FAR_ACCURACY, STATUS_WORDS
+from hamu_core.metrics import FAR_ACCURACY, STATUS_WORDS, wilson_interval
 from hamu_core.privacy import FAR_AUC
 
 TITLE = "HAMU Studio unlearning report"
@@ -152,6 +152,47 @@ def _scored(scores: Mapping | None, key: str, sub: str | None):
     return value.get(sub) if isinstance(value, Mapping) else value
 
 
+def _interval_of(scores: Mapping | None, key: str, sub: str | None, n: int | None) -> tuple[float, float] | None:
+    """A key number's 95% interval: the stored one (attacks), or Wilson's for an accuracy on ``n`` samples."""
+    if scores is None:
+        return None
+    if sub is None:
+        stored = scores.get(f"{key}_interval")
+        return tuple(stored) if stored and None not in stored else None
+    value = _scored(scores, key, sub)
+    if key == "accuracy" and n and isinstance(value, (int, float)):
+        return wilson_interval(value, n)
+    return None
+
+
+def key_number_rows(evaluation: Mapping) -> tuple[list[str], list[list[str]]]:
+    """The key-numbers table as text, one row per ``KEY_NUMBERS`` entry: header, then rows.
+
+    Every model evaluated (original, this model, retrain reference) gets "value [low, high]"
+    where an interval exists (Wilson for accuracies on the split's size, bootstrap for the
+    attacks), and the gap of this model to the retrain reference closes the row. One
+    function for the Report page and the HTML report, so they cannot disagree.
+    """
+    models = [(name, evaluation.get(key)) for name, key in (("Original", "original"), ("This model", "current"),
+                                                            ("Retrain reference", "retrain")) if evaluation.get(key)]
+    sizes = evaluation.get("sizes") or {}
+    rows = []
+    for label, key, sub, percent in KEY_NUMBERS:
+        cells = []
+        for _, scores in models:
+            value, interval = _scored(scores, key, sub), _interval_of(scores, key, sub, sizes.get(sub))
+            text = _fmt(value, percent)
+            if interval is not None:
+                text += f" [{_fmt(interval[0], percent)}, {_fmt(interval[1], percent)}]"
+            cells.append(text)
+        current, retrain = _scored(evaluation.get("current"), key, sub), _scored(evaluation.get("retrain"), key, sub)
+        gap = current - retrain if isinstance(current, (int, float)) and isinstance(retrain, (int, float)) else None
+        gap_text = "—" if gap is None or not math.isfinite(gap) else (
+            f"{100 * gap:+.1f} pts" if percent else f"{gap:+.4g}")
+        rows.append([label, *cells, gap_text])
+    return ["Metric", *(name for name, _ in models), "Gap to retrain"], rows
+
+
 @dataclass(frozen=True, eq=False)
 class Report:
     """One run's report; build it with ``build_report``. Fields hold the caller's data as given."""
@@ -234,17 +275,9 @@ class Report:
         if not self.evaluation:
             return "<h2>Key numbers</h2><p>No evaluation was recorded for this run.</p>"
         ev = self.evaluation
-        models = [(name, ev.get(key)) for name, key in (("Original", "original"), ("This model", "current"),
-                                                        ("Retrain reference", "retrain")) if ev.get(key)]
-        header = ["Metric", *(name for name, _ in models), "Gap to retrain"]
-        rows = []
-        for label, key, sub, percent in KEY_NUMBERS:
-            current, retrain = _scored(ev.get("current"), key, sub), _scored(ev.get("retrain"), key, sub)
-            gap = current - retrain if isinstance(current, (int, float)) and isinstance(retrain, (int, float)) else None
-            gap_text = "—" if gap is None or not math.isfinite(gap) else (
-                f"{100 * gap:+.1f} pts" if percent else f"{gap:+.4g}")
-            rows.append([_cell(label), *(_cell(_scored(s, key, sub), percent) for _, s in models),
-                         f'<td class="num">{gap_text}</td>'])
+        header, texts = key_number_rows(ev)
+        rows = [[f"<td>{escape(row[0])}</td>", *(f'<td class="num">{escape(t)}</td>' for t in row[1:])]
+                for row in texts]
         extra = [[_cell(label), _cell(ev.get(key), percent)] for label, key, percent in COMPARISONS if key in ev]
         sizes = ev.get("sizes") or {}
         size_line = ", ".join(f"{escape(str(k))} {_fmt(v)}" for k, v in sizes.items())

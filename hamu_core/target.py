@@ -36,7 +36,7 @@ from torch import nn
 
 from hamu_core.data import LabelledData
 from hamu_core.embedding import forward_batched
-from hamu_core.metrics import SampleOutputs, split_ids
+from hamu_core.metrics import SampleOutputs, mean_gap_half_width, split_ids
 
 SPLITS = ("forget", "retain", "test")
 MEASURE_LIMIT = 2000  # samples per split measured after every step (a seeded subset beyond this)
@@ -130,9 +130,7 @@ def accuracy_band(reference_correct: np.ndarray, value: float) -> Band:
 
 def loss_band(reference_loss: np.ndarray, loss: np.ndarray) -> Band:
     """The band around the reference's mean loss for comparing the mean of ``loss`` (same samples)."""
-    n = len(reference_loss)
-    spread = math.sqrt((float(np.var(reference_loss, ddof=1)) + float(np.var(loss, ddof=1))) / n) if n > 1 else math.inf
-    return Band(float(reference_loss.mean()), Z95 * spread)
+    return Band(float(reference_loss.mean()), mean_gap_half_width(loss, reference_loss))
 
 
 @dataclass(frozen=True)

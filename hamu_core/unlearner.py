@@ -31,6 +31,7 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 # first step: "nothing to do"), degradation became unavoidable (κ > κ2), the step was infeasible.
 STOP_RULES = ("reached_reference", "unavoidable", "infeasible")
 DEFAULT_STOP = ("reached_reference", "unavoidable")  # the Studio's, the CLI's and sweeps' default
+CLOSE_POINTS = 3.0  # a distance to the reference (accuracy points) beyond which the words name the cost
 # Why a run ended: a stop rule, "nothing_to_do" (the original already matches the reference),
 # "refused" (the rule's own stop option), "diverged" (a non-finite loss; that step was undone),
 # or "step_limit" (it took every step it was asked for).
@@ -104,6 +105,15 @@ def _check_batch(name: str, batch: Batch) -> Batch:
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} data contains NaN or Inf inputs")
     return x.float(), y.long()
+
+
+def reached_words(step: int, standing: Standing) -> str:
+    """Why "reached_reference" fired, naming what it checks (the forget set) and what it does not."""
+    text = f"the forget set reached the retrain reference at step {step}: {standing.evidence()}"
+    if standing.distance > CLOSE_POINTS:
+        text += (f"; retain or test accuracy is still {standing.distance:.1f} points from the reference's, so this "
+                 "forgetting cost the rest of the model")
+    return text
 
 
 class UnlearningRun:
@@ -217,10 +227,18 @@ class UnlearningRun:
         return record
 
     def remeasure(self) -> None:
-        """Measure the current weights on the probe as point ``len(history_)`` (later points are dropped)."""
+        """Measure the current weights on the probe as point ``len(history_)`` (later points are dropped).
+
+        With a target the point also says whether the forget set is at the reference
+        (``at_reference``: 1 when forget accuracy and loss are both within its noise, else 0),
+        which is what the closest step is chosen among.
+        """
         self._measured = measure_detail(self.model_, self.probe)
+        point = dict(self._measured.point)
+        if self.target is not None:
+            point["at_reference"] = float(self.target.standing(self._measured).matches)
         del self.points_[len(self.history_):]
-        self.points_.append(self._measured.point)
+        self.points_.append(point)
 
     def _record(self, index, grads, info, delta, retain_after, forget_after, start) -> StepRecord:
         nan = math.nan
@@ -268,11 +286,9 @@ class UnlearningRun:
         if "reached_reference" in rules and self.target is None:
             raise ValueError("the stop rule 'reached_reference' needs the run's target (the retrain reference)")
         self.stop_ = None
-        if "reached_reference" in rules and not self.history_:
-            settled = self.target.nothing_to_do()
-            if settled is not None:
-                self.stop_ = Stop("nothing_to_do", 0, "nothing to do: the original model already behaves like the "
-                                  f"retrained one, {settled.evidence()}")
+        if "reached_reference" in rules:
+            self.stop_ = self._already_there()
+            if self.stop_ is not None:
                 return
         for _ in range(n):
             try:
@@ -289,14 +305,29 @@ class UnlearningRun:
                 return
         self.stop_ = Stop("step_limit", len(self.history_), f"took the {n} steps asked for")
 
+    def _already_there(self) -> Stop | None:
+        """Before a step: the original already matches the reference ("nothing to do"), or a run that
+        reached it earlier is still there, so a further step could only cost accuracy elsewhere."""
+        if not self.history_:
+            settled = self.target.nothing_to_do()
+            if settled is None:
+                return None
+            return Stop("nothing_to_do", 0, "nothing to do: on the forget set the original model already behaves "
+                        f"like the retrained one within noise at this size, {settled.evidence()}")
+        standing = self.standing()
+        if not standing.reached:
+            return None
+        done = len(self.history_)
+        return Stop("reached_reference", done, f"already at the retrain reference after step {done} "
+                    f"({standing.evidence()}); untick the stop rule to take further steps")
+
     def _rule_fired(self, record: StepRecord, rules: tuple[str, ...]) -> Stop | None:
         """The first of ``rules`` that the step just taken meets, as a Stop, or None."""
         for rule in rules:
             if rule == "reached_reference":
                 standing = self.standing()
                 if standing.reached:
-                    return Stop(rule, record.step, f"reached the retrain reference at step {record.step}: "
-                                f"{standing.evidence()}")
+                    return Stop(rule, record.step, reached_words(record.step, standing))
             elif rule == "unavoidable" and record.degradation_unavoidable:
                 return Stop(rule, record.step, f"degradation became unavoidable at step {record.step}: no step "
                             "inside the radius could meet the guarantee without worsening the protected loss")
@@ -315,12 +346,18 @@ class UnlearningRun:
 
     @property
     def closest_step_(self) -> int | None:
-        """The step whose measurement is nearest the reference (``target.reference_distance``); ties go
-        to the earlier step, since it changed the model less. None without a target."""
+        """The step nearest the reference: among the steps whose forget set is at the reference
+        (accuracy and loss within its noise) when there are any, else among all, the smallest
+        ``reference_distance``; ties go to the earlier step, which changed the model less.
+
+        Accuracy alone would prefer a step whose forget accuracy already matches while its
+        forget loss is still far from the retrained model's (half way there, say). None without
+        a target.
+        """
         if self.target is None or not self.points_:
             return None
-        distances = [self.distance_at(k) for k in range(len(self.points_))]
-        return min(range(len(distances)), key=lambda k: (distances[k], k))
+        steps = [k for k, point in enumerate(self.points_) if point.get("at_reference") == 1.0]
+        return min(steps or range(len(self.points_)), key=lambda k: (self.distance_at(k), k))
 
     def distance_at(self, step: int) -> float:
         """Distance to the reference, in accuracy points, of the model after ``step`` steps."""
@@ -365,24 +402,27 @@ class UnlearningRun:
             if self._undo:
                 self._undo.pop()
             self.history_.pop()
-        self._restore(weights)
-        if self.probe is not None:
-            self.remeasure()
+        self._went_back(weights)
 
     def undo(self) -> None:
         """Restore the weights before the last step exactly (bounded by ``undo_depth``)."""
         if not self._undo:
             raise IndexError("nothing to undo")
-        self._restore(self._undo.pop())
+        weights = self._undo.pop()
         self.history_.pop()
-        if self.probe is not None:
-            self.remeasure()
+        self._went_back(weights)
 
     def reset(self) -> None:
         """Back to the original weights with an empty history."""
-        self._restore(self._initial)
         self._undo.clear()
         self.history_.clear()
+        self._went_back(self._initial)
+
+    def _went_back(self, weights: list[torch.Tensor]) -> None:
+        """Load earlier weights: measure them again, and forget why the last loop ended (it no longer
+        describes the run)."""
+        self._restore(weights)
+        self.stop_ = None
         if self.probe is not None:
             self.remeasure()
 

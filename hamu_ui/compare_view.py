@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from hamu_core.compare import Comparison, compare_methods, constraint_sweep, merge_identical, rank_by_reference
+from hamu_core.compare import (ACCURACIES, Comparison, compare_methods, constraint_sweep, merge_identical,
+                               rank_by_reference)
 from hamu_core.config import DEFAULTS
 from hamu_core.methods import METHOD_HELP, METHODS
 from hamu_core.target import ReferenceTarget, measure, measured_splits
@@ -159,13 +160,17 @@ def paths(trajectories: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def final_table(finals: pd.DataFrame, reference: dict | None) -> pd.DataFrame:
-    """One row per run, closest to the retrain reference first: distance, outcome, accuracy and gap per split.
+    """One row per distinct outcome, closest to the retrain reference first: distance, outcome, accuracy and gap
+    per split; runs that ended at identical accuracies share a row ("A = B").
 
     ``finals`` carries the ``measure`` keys (``forget_acc`` …) added by ``run``;
     ``reference`` is the retrain reference's point on the same probe. Without it the runs
     keep their order and the distance and gaps are NaN.
     """
     rows = finals.assign(distance=np.nan) if reference is None else rank_by_reference(finals, reference)
+    unplaced = rows[rows[list(ACCURACIES)].isna().any(axis=1)]  # failed runs: listed, never merged
+    merged = merge_identical(rows)
+    rows = pd.concat([merged.assign(label=merged["labels"].map(" = ".join)), unplaced], ignore_index=True)
     table = pd.DataFrame({"method": rows["label"], "distance (pts)": rows["distance"], "status": rows["status"],
                           "steps": rows["steps_done"]})
     for split in SPLITS:

@@ -54,6 +54,15 @@ def models(session: StudioSession, ws: Workspace, reference: cache.TrainedModel 
     return found
 
 
+def reported_note(session: StudioSession) -> str:
+    """Says when the Report (and the durability check) describe an earlier step than the one shown here."""
+    closest, last = session.live.run.closest_step_, len(session.live.history)
+    if closest is None or closest == last:
+        return ""
+    return (f" The Report and the durability check describe step {closest}, the one closest to the reference; "
+            "roll back to it on Unlearn to inspect that model here.")
+
+
 def outputs(session: StudioSession, ws: Workspace, chosen: Models) -> dict[str, dict[str, SampleOutputs]]:
     """Per-split sample outputs of every model (cached by weight fingerprint)."""
     return {name: cache.split_outputs(ws.source, m.key, session.forget_key, ws.data, m.model, session.forget_ids)
@@ -159,8 +168,12 @@ def attack_view(ws: Workspace, per_model: dict[str, dict[str, SampleOutputs]]) -
     forget = per_model[name]["forget"]
     values = getattr(forget, statistic)
     caught = np.argsort(values)[: int(np.sum(values <= threshold))]
-    st.markdown(f"**The attack still catches {len(caught)} of {len(values)} forget samples** "
-                f"({statistic} ≤ {threshold:.3g}, {name} model); the most confidently caught:")
+    said = (f"**The attack catches {len(caught)} of {len(values)} forget samples** "
+            f"({statistic} ≤ {threshold:.3g}, {name} model)")
+    if not len(caught):
+        st.markdown(said + " at this threshold.")
+        return
+    st.markdown(said + "; the most confidently caught:")
     widgets.show_samples(ws.data, forget.ids[caught[:SHOWN]],
                          [f"id {forget.ids[i]} · {statistic} {values[i]:.2g}" for i in caught[:SHOWN]])
 
@@ -195,7 +208,12 @@ def collateral(session: StudioSession, ws: Workspace, per_model: dict[str, dict[
         st.caption(f"{len(ids)} retain samples sit nearest the forget set; run Unlearn to see how their loss moves.")
         return
     st.plotly_chart(collateral_figure(frame), key="inspect.collateral")
-    worst = frame.assign(rise=frame["loss_current"] - frame["loss_original"]).nlargest(SHOWN, "rise")
-    st.markdown(f"**{len(ids)} retain neighbours; the {len(worst)} whose loss rose most:**")
+    rises = frame.assign(rise=frame["loss_current"] - frame["loss_original"])
+    worst = rises[rises["rise"] > 0].nlargest(SHOWN, "rise")
+    if worst.empty:
+        st.markdown(f"**{len(ids)} retain neighbours; the loss of none of them rose.**")
+        return
+    st.markdown(f"**{len(ids)} retain neighbours, {int((rises['rise'] > 0).sum())} with a higher loss than before; "
+                f"the {len(worst)} whose loss rose most:**")
     widgets.show_samples(ws.data, worst["id"], [f"id {i} · loss {a:.2g} → {b:.2g}" for i, a, b in
                                                 zip(worst["id"], worst["loss_original"], worst["loss_current"])])

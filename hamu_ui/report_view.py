@@ -17,7 +17,7 @@ from plotly.offline import get_plotlyjs
 
 from hamu_core.metrics import AMBER, GREEN, GREY, RED, STATUS_WORDS, Evaluation, verdict
 from hamu_core.models import model_fingerprint
-from hamu_core.report import DEFINITIONS, KEY_NUMBERS, Report, build_report
+from hamu_core.report import DEFINITIONS, Report, build_report, key_number_rows
 from hamu_core.selection import describe_selection
 from hamu_ui import cache, runs, stepper
 from hamu_ui.session import StudioSession
@@ -25,7 +25,6 @@ from hamu_ui.widgets import Workspace
 
 LIGHTS = {status: (colour, STATUS_WORDS[status])
           for status, colour in ((GREEN, "green"), (AMBER, "orange"), (RED, "red"), (GREY, "gray"))}
-MODELS = {"original": "Original", "current": "This model", "retrain": "Retrain reference"}
 CONFIRM_KEY = "report.confirm_delete"
 
 
@@ -57,23 +56,9 @@ def show_verdict(evaluation: Evaluation) -> dict:
 
 
 def numbers_table(evaluation: dict) -> pd.DataFrame:
-    """``report.KEY_NUMBERS`` for each model evaluated, with this model's gap to the retrain reference."""
-    rows = []
-    for label, key, sub, percent in KEY_NUMBERS:
-        values = {name: (evaluation[model] or {}).get(key) for model, name in MODELS.items() if evaluation.get(model)}
-        values = {name: v.get(sub) if isinstance(v, dict) else v for name, v in values.items()}
-        current, target = values.get(MODELS["current"]), values.get(MODELS["retrain"])
-        gap = current - target if current is not None and target is not None else None
-        cells = {name: _number(v, percent) for name, v in values.items()}
-        gap_text = "—" if gap is None else f"{100 * gap:+.1f} points" if percent else f"{gap:+.3g}"
-        rows.append({"Metric": label, **cells, "Gap to retrain": gap_text})
-    return pd.DataFrame(rows).set_index("Metric")
-
-
-def _number(value, percent: bool) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    return f"{value:.1%}" if percent else f"{value:.3g}"
+    """``report.key_number_rows`` as a table: each model's numbers with their intervals, and the gap to retrain."""
+    header, rows = key_number_rows(evaluation)
+    return pd.DataFrame(rows, columns=header).set_index("Metric")
 
 
 def key_numbers(evaluation: Evaluation) -> None:
@@ -121,8 +106,9 @@ def outcome_words(session: StudioSession) -> str:
     if not live.history:
         settled = live.run.target.nothing_to_do() if live.run.target is not None else None
         if settled is not None:
-            return ("**Nothing to do:** the original model already behaves like the model retrained without these "
-                    f"samples, {settled.evidence()}. The verdict below is the original model's.")
+            return ("**Nothing to do:** on the forget set the original model already behaves like the model "
+                    f"retrained without these samples, within noise at this size: {settled.evidence()}. The verdict "
+                    "below is the original model's, and says what a membership attack can and cannot tell.")
         return "No step was taken: the verdict below is the original model's." + ended
     return (f"This report describes step {step} of {len(live.history)} {live.method.upper()} steps"
             + (", the one closest to the retrain reference." if live.run.closest_step_ is not None else ".") + ended)

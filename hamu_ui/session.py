@@ -178,6 +178,7 @@ class StudioSession:
     stop_when: tuple[str, ...] = DEFAULT_STOP  # the Unlearn page's stop rules (UnlearningRun.steps)
     notices: list[tuple[str, str]] = field(default_factory=list)  # (kind, text) to show once: "error", "warning", "info", "success"
     comparison: tuple[tuple, Comparison] | None = None  # Compare page: (what it ran on, its result)
+    durability_checked: tuple | None = None  # Inspect: the run state the durability check was last asked for
     url_read: bool = False  # the page URL's run id was read (once per browser session, or on a reopen request)
 
     @property

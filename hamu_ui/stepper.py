@@ -138,12 +138,14 @@ def standing_note(session: StudioSession) -> None:
     if not live.history:
         settled = run.target.nothing_to_do()
         if settled is not None:
-            st.success(f"**Nothing to do.** The original model already behaves like the model retrained without "
-                       f"these samples: {settled.evidence()}. The Report page files this as the outcome; "
-                       "unlearning steps could only cost accuracy elsewhere.")
+            st.success(f"**Nothing to do.** On the forget set the original model already behaves like the model "
+                       f"retrained without these samples, within noise at this size: {settled.evidence()}. "
+                       "Unlearning steps could only cost accuracy elsewhere. The Report page files this as the "
+                       "outcome, with what a membership attack can and cannot tell.")
         return
     closest, last = run.closest_step_, len(live.history)
-    text = (f"Closest to the retrain reference: **step {closest}**, {run.distance_at(closest):.1f} points "
+    at = "at the reference on the forget set, " if live.points[closest].get("at_reference") == 1.0 else ""
+    text = (f"Closest to the retrain reference: **step {closest}**, {at}{run.distance_at(closest):.1f} points "
             f"(largest accuracy gap over forget, retain and test); now {run.distance_at(last):.1f} points.")
     if closest == last:
         st.caption(text)

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from hamu_ui import inspect_view, widgets
+from hamu_ui import durability_view
 from hamu_ui.session import get_session
 
 session = get_session()
@@ -18,7 +19,7 @@ with widgets.status_line(session):
     else:
         st.caption(f"Current model: {session.live.method.upper()} after {len(session.live.history)} steps "
                    f"(run `{session.live.run_id}`). Every number stands beside the retrain reference's, the model "
-                   "trained without the forget set: the target of unlearning.")
+                   "trained without the forget set: the target of unlearning." + inspect_view.reported_note(session))
     try:
         outputs = inspect_view.outputs(session, ws, models)
     except ValueError as err:
@@ -36,3 +37,6 @@ with widgets.status_line(session):
 
     st.subheader("Collateral damage: retain samples that look like the forget set")
     inspect_view.collateral(session, ws, outputs)
+
+    st.subheader("Durability: does the forgetting survive relearning and quantization?")
+    durability_view.show(session, ws, reference)

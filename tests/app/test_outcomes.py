@@ -60,9 +60,13 @@ def test_a_class_is_unlearned_until_the_reference_and_can_roll_back_to_the_close
     no_failure(at)
     live = at.session_state[SESSION_KEY].live
     assert live.run.stop_.kind == "reached_reference", live.run.stop_
-    assert "Stopped: reached the retrain reference" in texts(at.success)
+    assert "Stopped: the forget set reached the retrain reference" in texts(at.success)
     closest, last = live.run.closest_step_, len(live.history)
     assert reference_distance(live.points[closest], live.run.target.point) < 3
+    assert live.points[closest]["at_reference"] == 1.0  # forget accuracy and loss both within noise there
+    at.button(key="unlearn.step").click().run()  # a run already at the reference takes no further step
+    assert len(at.session_state[SESSION_KEY].live.history) == last
+    assert "already at the retrain reference" in texts(at.success)
     assert f"Closest to the retrain reference: **step {closest}**" in texts(at.caption)
     if closest < last:
         at.button(key="unlearn.rollback").click().run()

@@ -118,11 +118,11 @@ def test_a_random_five_percent_request_ends_with_nothing_to_do(page: Page, studi
     page.get_by_role("link", name="Unlearn").click()
     expect(page.get_by_text("Nothing to do.")).to_be_visible()
     page.get_by_role("button", name="Step", exact=True).click()
-    expect(page.get_by_text(re.compile(r"Stopped: nothing to do: the original model already behaves like"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Stopped: nothing to do: on the forget set the original model already behaves like"))).to_be_visible()
     expect(page.get_by_text("Trade-off path: 0 points")).to_be_visible()
 
     page.get_by_role("link", name="Report").click()
-    expect(page.get_by_text(re.compile(r"Nothing to do: the original model already behaves like"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Nothing to do: on the forget set the original model already behaves like"))).to_be_visible()
     with page.expect_download() as info:
         page.get_by_role("button", name="Report (HTML)").click()
     html = Path(info.value.path()).read_text(encoding="utf-8")

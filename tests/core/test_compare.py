@@ -124,14 +124,14 @@ def test_finals_are_each_runs_last_step(comparison):
         assert final.forget_loss_gain == last.forget_loss_gain
         assert final.retain_loss_change == last.retain_loss_change
         assert final.method == comparison.settings[final.label]["method"]
-    assert comparison.settings["hamu-q B=0.01"]["constraint"] == 0.01
+    assert comparison.settings["HAMU-Q B=0.01"]["constraint"] == 0.01
 
 
 def test_hamu_gains_at_least_about_the_constraint_every_step(comparison):
     df = comparison.trajectories
     finals = {}
     for b in (0.002, 0.01):
-        gains = df[df.label == f"hamu-q B={b:g}"].forget_loss_gain.to_numpy()
+        gains = df[df.label == f"HAMU-Q B={b:g}"].forget_loss_gain.to_numpy()
         # The forget batch is the whole forget set, so successive gains are per-step increases.
         assert (np.diff(gains, prepend=0.0) >= 0.5 * b).all()
         finals[b] = gains[-1]
@@ -203,8 +203,8 @@ def test_bad_arguments_raise_before_any_run(problem):
 
 def test_constraint_sweep_specs():
     specs = constraint_sweep("hamu-u", [1e-3, 0.5], lr=0.1, mode="full")
-    assert specs == [("hamu-u B=0.001", "hamu-u", {"lr": 0.1, "mode": "full", "constraint": 1e-3}),
-                     ("hamu-u B=0.5", "hamu-u", {"lr": 0.1, "mode": "full", "constraint": 0.5})]
+    assert specs == [("HAMU-U B=0.001", "hamu-u", {"lr": 0.1, "mode": "full", "constraint": 1e-3}),
+                     ("HAMU-U B=0.5", "hamu-u", {"lr": 0.1, "mode": "full", "constraint": 0.5})]
     with pytest.raises(ValueError, match="constraint"):
         constraint_sweep("hamu-q", [0.1], constraint=0.2)
     with pytest.raises(ValueError, match="constraints"):

@@ -208,10 +208,12 @@ def _scores(forget: float, auc: tuple[float, float, float], efficacy: tuple[floa
                        auc[0], auc[1:], efficacy[0], efficacy[1:])
 
 
-def _evaluation(current, retrain=None, original=None, *, sizes=(100, 1000, 300), n_classes=10) -> Evaluation:
+def _evaluation(current, retrain=None, original=None, *, sizes=(100, 1000, 300), n_classes=10,
+                forget_loss_gap=(0.0, 0.1)) -> Evaluation:
     """An Evaluation around hand-written scores; the comparisons the verdict does not read are left empty."""
     return Evaluation(sizes=dict(zip(SPLITS, sizes)), n_classes=n_classes, current=current, retrain=retrain,
                       original=original, ks_statistic=math.nan, ks_pvalue=math.nan, agreement=math.nan,
+                      forget_loss_gap=forget_loss_gap,
                       tug_of_war=math.nan, avg_gap=math.nan, class_accuracy=pd.DataFrame(), samples=pd.DataFrame(),
                       cka=pd.DataFrame())
 
@@ -305,3 +307,14 @@ def test_attacks_that_disagree_say_so_and_do_not_pass():
 def test_every_status_has_words():
     assert set(STATUS_WORDS) == {GREEN, AMBER, RED, GREY}
     assert all(words and words.lower() != status for status, words in STATUS_WORDS.items())
+
+
+def test_matching_accuracy_with_a_forget_loss_far_from_retraining_is_not_called_forgotten():
+    """Half way there: forget accuracy already at the retrained model's 0 %, mean forget loss 7.4 against 16.1."""
+    scores = _scores(0.0, (0.05, 0.03, 0.07), (0.99, 0.95, 1.0))
+    far = verdict(_evaluation(scores, scores, _scores(1.0, (0.6, 0.55, 0.65), (0.1, 0.05, 0.2)),
+                              forget_loss_gap=(-8.7, 0.5))).forgotten
+    assert far.status == AMBER and "partly remembers" in far.sentence and "-8.7" in far.sentence
+    near = verdict(_evaluation(scores, scores, _scores(1.0, (0.6, 0.55, 0.65), (0.1, 0.05, 0.2)),
+                               forget_loss_gap=(-0.3, 0.5))).forgotten
+    assert near.status == GREEN and "within ±0.5" in near.sentence

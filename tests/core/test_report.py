@@ -205,3 +205,20 @@ def test_json_safe_handles_numpy(run_data):
     forget = {**run_data["forget"], "weights": np.array([1.5, np.nan]), "flag": np.bool_(True)}
     loaded = json.loads(make(run_data, forget=forget).to_json())
     assert loaded["forget"]["weights"] == [1.5, None] and loaded["forget"]["flag"] is True
+
+
+def test_key_numbers_carry_their_intervals_wilson_for_accuracies_bootstrap_for_attacks():
+    from hamu_core.metrics import wilson_interval
+    from hamu_core.report import key_number_rows
+
+    scores = {"accuracy": {"forget": 0.5, "retain": 0.99, "test": 0.9}, "loss": {"forget": 1.0, "retain": 0.1,
+              "test": 0.3}, "mia_auc": 0.55, "mia_auc_interval": [0.45, 0.66], "mia_efficacy": 0.4,
+              "mia_efficacy_interval": [0.2, 0.6]}
+    header, rows = key_number_rows({"current": scores, "retrain": scores, "sizes": {"forget": 40, "retain": 1000,
+                                                                                    "test": 300}})
+    assert header == ["Metric", "This model", "Retrain reference", "Gap to retrain"]
+    by_label = {row[0]: row for row in rows}
+    low, high = wilson_interval(0.5, 40)
+    assert by_label["Forget accuracy"][1] == f"50.0% [{100 * low:.1f}%, {100 * high:.1f}%]"
+    assert by_label["Membership attack AUC (loss threshold)"][1] == "0.55 [0.45, 0.66]"
+    assert by_label["Forget loss"][1] == "1" and by_label["Forget accuracy"][3] == "+0.0 pts"

@@ -100,9 +100,14 @@ def test_reached_reference_stops_near_the_reference_and_the_closest_step_is_its_
     assert run.stop_.kind == "reached_reference", run.stop_
     assert run.stop_.step == len(records) == len(run.history_) == len(run.points_) - 1
     assert run.standing().reached
-    distances = [reference_distance(p, run.target.point) for p in run.points_]
-    assert run.closest_step_ == int(np.argmin(distances)) and distances[run.closest_step_] < 3
-    assert run.points_[-1] == measure(run.model_, run.probe)
+    at = [k for k, p in enumerate(run.points_) if p["at_reference"] == 1.0]
+    distances = {k: reference_distance(run.points_[k], run.target.point) for k in at}
+    assert at and run.closest_step_ == min(at, key=lambda k: (distances[k], k)) and distances[run.closest_step_] < 3
+    # accuracy alone would have picked an earlier step whose forget loss was still far from the reference's
+    all_distances = [reference_distance(p, run.target.point) for p in run.points_]
+    assert int(np.argmin(all_distances)) not in at
+    assert run.points_[-1] == {**measure(run.model_, run.probe), "at_reference": 1.0}
+    assert run.points_[run.closest_step_]["at_reference"] == 1.0  # the closest step is one at the reference
 
 
 def test_model_at_and_rollback_give_the_weights_of_earlier_steps(digits_targets):
