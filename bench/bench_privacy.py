@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from hamu_core import attack_scores as S
-from hamu_core.attacks import FPR_LEVELS, audit, unlearn_shadows
+from hamu_core.attacks import FPR_LEVELS, POPULATION, audit, unlearn_shadows
 from hamu_core.config import DEFAULTS
 from hamu_core.experiment import ExperimentSpec, ForgetChoice, prepare, unlearning_run
 from hamu_core.privacy import Estimate
@@ -71,7 +71,8 @@ def rmia_offline_tpr(model, prepared, bank, seed: int = 0) -> float:
     stat = bank.confidence(data)
     a = S.offline_a(stat, bank.masks)
     reference = S.reference_log_probability(stat, bank.masks, offline=True, a=a)
-    population = np.sort(np.random.default_rng(seed).choice(bank.pool_ids, min(1000, len(bank.pool_ids)), replace=False))
+    population = np.sort(np.random.default_rng(seed).choice(bank.pool_ids, min(POPULATION, len(bank.pool_ids)),
+                                                            replace=False))
     log_p = {}
     for name, chosen in (("x", ids), ("z", population)):
         x, y = data.tensors(chosen)
@@ -129,7 +130,7 @@ def attack_and_ulira_times(spec: ExperimentSpec) -> None:
                                    attacks=("loss", "lira_offline", "lira", "rmia")))
     _, again = timed(lambda: audit(models, prepared.data, prepared.forget_ids, bank,
                                    attacks=("loss", "lira_offline", "lira", "rmia")))
-    print(f"    four attacks, first audit on a fresh bank (its stacked forward pass included): {first / 3:.2f} s per model")
+    print(f"    four attacks, first audit on a fresh bank (stacked forward pass included): {first / 3:.2f} s per model")
     print(f"    four attacks, bank statistic cached: {again / 3:.2f} s per model")
     print(f"(c) U-LiRA: {len(bank)} shadows unlearned with HAMU-Q for {step} steps (digits class 3)")
     for workers in (1, 2):

@@ -50,6 +50,10 @@ class Gaussians:
     mean_out: np.ndarray  # (n,)
     std_out: np.ndarray  # (n,)
 
+    def columns(self, positions: np.ndarray) -> Gaussians:
+        """The Gaussians of the samples at ``positions`` (a pooled variance stays the one fitted on all)."""
+        return Gaussians(*(values[positions] for values in (self.mean_in, self.std_in, self.mean_out, self.std_out)))
+
 
 def _side(stat: np.ndarray, mask: np.ndarray, pooled: bool, what: str) -> tuple[np.ndarray, np.ndarray]:
     """Mean per sample and standard deviation (per sample, or pooled over samples) of ``stat`` where ``mask``."""

@@ -164,11 +164,12 @@ def audit(models: dict[str, nn.Module], data: LabelledData, forget_ids, bank: Sh
           unlearned_shadows: tuple[nn.Module, ...] | None = None, seed: int = 0, n_boot: int = 200) -> Audit:
     """Run ``attacks`` on the "original", "current" and "retrain" models of ``models``: forget vs test samples.
 
-    LiRA's Gaussians use a pooled variance with fewer than ``attack_scores.POOLED_BELOW``
-    shadows. RMIA compares against ``POPULATION`` pool samples drawn with ``seed`` and uses
-    every shadow as a reference model (the online form). U-LiRA needs ``unlearned_shadows``
-    (``unlearn_shadows`` with the current model's method, settings and steps); without them
-    it is left out and ``Audit.skipped`` says so.
+    LiRA's Gaussians are fitted on the whole pool, with one pooled variance per side when
+    the bank has fewer than ``attack_scores.POOLED_BELOW`` shadows. RMIA compares against
+    ``POPULATION`` pool samples drawn with ``seed`` and uses every shadow as a reference
+    model (the online form). U-LiRA needs ``unlearned_shadows`` (``unlearn_shadows`` with
+    the current model's method, settings and steps); without them it is left out and
+    ``Audit.skipped`` says so.
     """
     unknown = [a for a in attacks if a not in ATTACKS]
     if unknown or not attacks:
@@ -182,19 +183,21 @@ def audit(models: dict[str, nn.Module], data: LabelledData, forget_ids, bank: Sh
         raise ValueError(f"{data.name}: the test split is empty; the attacks need unseen samples")
     ids = np.r_[forget, test]
     is_forget = np.r_[np.ones(len(forget), bool), np.zeros(len(test), bool)]
-    member = bank.membership(ids)  # (K, n)
-    stat = bank.confidence(data)[:, bank.positions(ids)]  # (K, n)
+    positions = bank.positions(ids)  # KeyError naming ids the shadows never drew from
+    member = bank.masks[:, positions]  # (K, n)
     pooled = len(bank) < S.POOLED_BELOW
     skipped = {}
     if "ulira" in attacks and unlearned_shadows is None:
         skipped["ulira"] = "U-LiRA needs the shadows unlearned with the current model's method and steps"
     chosen = [a for a in ATTACKS if a in attacks and a not in skipped]
-    gaussians = S.fit_gaussians(stat, member, pooled=pooled) if {"lira", "lira_offline"} & set(chosen) else None
+    if not chosen:
+        raise ValueError(f"no attack left to run: {skipped['ulira']}")
+    all_stat = bank.confidence(data)  # (K, n_pool)
+    gaussians = S.fit_gaussians(all_stat, bank.masks, pooled=pooled).columns(positions)
     population = np.sort(np.random.default_rng(seed).choice(bank.pool_ids, min(POPULATION, len(bank.pool_ids)),
                                                             replace=False))
-    all_stat = bank.confidence(data)
     reference = S.reference_log_probability(all_stat, bank.masks, offline=False)  # (n_pool,)
-    reference_x, reference_z = reference[bank.positions(ids)], reference[bank.positions(population)]
+    reference_x, reference_z = reference[positions], reference[bank.positions(population)]
     x, y = data.tensors(ids)
     x_z, y_z = data.tensors(population)
     ulira = None
@@ -255,12 +258,13 @@ def unlearn_shadows(bank: ShadowBank, data: LabelledData, forget_ids, method: st
     unlearned = list(bank.models)
     tasks = {k: (bank.models[k], bank.pool_ids[bank.masks[k]], forget[member[k]], method, dict(settings), steps, seed,
                  retain_batch_size) for k in range(len(bank)) if steps and member[k].any()}
+    done = []
 
     def finished(k: int, model: nn.Module) -> None:
         unlearned[k] = model
+        done.append(k)
         if progress is not None:
-            progress(sum(m is not s for m, s in zip(unlearned, bank.models)) / max(len(tasks), 1),
-                     f"U-LiRA: shadow {k} unlearned")
+            progress(len(done) / len(tasks), f"U-LiRA: {len(done)} of {len(tasks)} shadows unlearned")
 
     map_over_shadows(unlearn_shadow, data, tasks, workers=workers, done=finished)
     return tuple(unlearned)

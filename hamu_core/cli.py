@@ -1,4 +1,4 @@
-"""``python -m hamu_core``: train, run, sweep and report without a browser.
+"""``python -m hamu_core``: train, run, sweep, report and audit without a browser.
 
 A thin layer over ``hamu_core.experiment`` (one run, built as the app builds it),
 ``hamu_core.sweep`` (many runs in worker processes) and the run store, so a script gets
@@ -34,6 +34,8 @@ EXAMPLES = f"""examples:
   {PROG} sweep --methods hamu-q,gdiff --constraints 0.01,0.025 --seeds 0,1 --forget-class 3 --workers 2 --csv sweep.csv
   {PROG} list
   {PROG} report 3f2a --format html --out-dir reports
+  {PROG} shadows --shadows 16 --workers 2           train the shadow bank the audit needs, ahead of time
+  {PROG} audit 3f2a --attack all --json audit.json   per-sample membership attacks on a stored run
 
 Runs are stored in $HAMU_DATA_DIR/runs.sqlite (default ~/.cache/hamu-studio) or in --store DIR;
 the Studio opens the same store, so a run started here can be reopened in the browser.
@@ -112,8 +114,8 @@ def _listing(kind):
     return parse
 
 
-def _add_experiment_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by train, run and sweep: data, model recipe and forget set."""
+def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    """Options of the data and the model recipe (train, run, sweep, shadows)."""
     data = parser.add_argument_group("data and model")
     data.add_argument("--dataset", default=DEFAULTS.dataset, choices=sorted(BUILTIN_DATASETS), metavar="NAME",
                       help=f"built-in dataset: {', '.join(sorted(BUILTIN_DATASETS))} (default {DEFAULTS.dataset})")
@@ -121,6 +123,11 @@ def _add_experiment_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--arch", default=DEFAULTS.arch, choices=ARCHS, help=f"model (default {DEFAULTS.arch})")
     data.add_argument("--epochs", type=_count, default=TrainConfig.epochs, help="training epochs (default %(default)s)")
     data.add_argument("--train-seed", type=int, default=TrainConfig.seed, help="seed of the models' training")
+
+
+def _add_experiment_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by train, run and sweep: data, model recipe and forget set."""
+    _add_recipe_options(parser)
     forget = parser.add_argument_group("forget set (choose one)")
     which = forget.add_mutually_exclusive_group()
     which.add_argument("--forget-class", metavar="CLASS", help="every training sample of a class (its name, or its index)")
@@ -154,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="HAMU Studio without a browser: train models, run and sweep unlearning "
                      "methods, and export reports of stored runs.", epilog=EXAMPLES,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{train,run,sweep,list,report}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{train,run,sweep,list,report,shadows,audit}")
     store_only = argparse.ArgumentParser(add_help=False)
     store_only.add_argument("--store", metavar="DIR", help="run store folder (default $HAMU_DATA_DIR)")
     train = verbs.add_parser("train", help="train the original model and the retrain reference",
@@ -189,7 +196,44 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", action="append", choices=REPORT_FORMATS, dest="formats",
                         help="html, json (settings, metrics, history) or csv (one row per step); repeatable; default all")
     report.add_argument("--out-dir", default=".", help="folder for the files (default: the current folder)")
+    _add_privacy_verbs(verbs, store_only)
     return parser
+
+
+def _add_privacy_verbs(verbs, store_only: argparse.ArgumentParser) -> None:
+    """The shadow bank and the per-sample membership audit (issue 10)."""
+    from hamu_core.attacks import ATTACKS  # 0.07 s on top of what the CLI loads anyway (scipy, pandas, torch)
+    from hamu_core.shadows import DEFAULT_SHADOWS, MIN_SHADOWS
+
+    def shadow_count(text: str) -> int:
+        value = _count(text)
+        if value < MIN_SHADOWS:
+            raise argparse.ArgumentTypeError(f"must be at least {MIN_SHADOWS} (two shadows on each side of every "
+                                             f"sample), got {text}")
+        return value
+
+    bank = argparse.ArgumentParser(add_help=False)
+    bank.add_argument("--shadows", type=shadow_count, default=DEFAULT_SHADOWS, metavar="K",
+                      help=f"shadow models, each trained on a random half of every sample, at least {MIN_SHADOWS} "
+                      "(default %(default)s)")
+    bank.add_argument("--workers", type=_count, default=1,
+                      help="worker processes that train shadows and, for U-LiRA, unlearn them (default 1)")
+    bank.add_argument("--quiet", action="store_true", help="no progress bars")
+    shadows = verbs.add_parser("shadows", parents=[bank], help="train the shadow bank of a dataset and recipe",
+                               description="Train (or load from the disk cache) K shadow models of the recipe, "
+                               "each on a random half of the train and test samples, for the audit verb. "
+                               "An interrupted build resumes where it stopped.")
+    _add_recipe_options(shadows)
+    audit = verbs.add_parser("audit", parents=[bank, store_only], help="per-sample membership attacks on a stored run",
+                             description="Reopen a stored run and attack its forget set with the loss threshold, "
+                             "LiRA (offline and online), RMIA and U-LiRA on shadow models, on the original, the "
+                             "unlearned and the retrained model: forget samples (members) against test samples. "
+                             "Prints AUC and TPR at 0.1% and 1% FPR with 95% intervals, one line per attack and "
+                             "model, then the verdict.")
+    audit.add_argument("run_id", help="the run's id, or a unique prefix of it (see the list verb)")
+    audit.add_argument("--step", type=int, help="the run's step to audit (default: its reported step, else the last)")
+    audit.add_argument("--attack", default="all", choices=(*ATTACKS, "all"), help="one attack, or all (default)")
+    audit.add_argument("--json", metavar="FILE", help="also write every result, with per-sample scores, to FILE")
 
 
 def _spec(args: argparse.Namespace, method: str = DEFAULTS.method, seed: int = DEFAULTS.seed, settings: tuple = ()):
@@ -306,7 +350,102 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-VERBS = {"train": _train, "run": _run, "sweep": _sweep, "list": _list, "report": _report}
+def _shadows(args: argparse.Namespace) -> int:
+    from hamu_core.experiment import load_dataset
+    from hamu_core.shadows import bank_folder, build_bank
+
+    data = load_dataset(args.dataset, args.data)
+    model_config, train_config = ModelConfig(arch=args.arch), TrainConfig(epochs=args.epochs, seed=args.train_seed)
+    bank = build_bank(data, model_config, train_config, k=args.shadows, workers=args.workers,
+                      progress=TextProgress(not args.quiet))
+    print(f"shadows: {len(bank)} of {data.name} ({args.arch}, {args.epochs} epochs), each on half of "
+          f"{len(bank.pool_ids)} samples (train and test)")
+    print(f"folder: {bank_folder(data, model_config, train_config, len(bank), bank.seed)}")
+    return 0
+
+
+def _stored_data(dataset: dict):
+    """The stored run's data (a built-in name, or the file it was read from) and its model and training recipe."""
+    from hamu_core.experiment import load_dataset
+
+    source = dataset.get("source", "")
+    data = (load_dataset(source.removeprefix("builtin:")) if source.startswith("builtin:")
+            else load_dataset(DEFAULTS.dataset, source))
+    if data.fingerprint() != dataset.get("fingerprint"):
+        raise UsageError(f"the data at {source!r} is not the data the run was made on (its fingerprint differs)")
+    model = {k: tuple(v) if isinstance(v, list) else v for k, v in dataset["model"].items()}
+    return data, ModelConfig(**model), TrainConfig(**dataset["train"])
+
+
+def _audit_models(store, stored, data, model_config, train_config, step: int | None, progress):
+    """(original, model after the audited step, retrain, the step): the run replayed from the store."""
+    import numpy as np
+
+    from hamu_core.checkpoint import cached_train
+    from hamu_core.store import ReplayMismatch, resume_run
+    from hamu_core.training import retain_ids
+
+    forget_ids = np.asarray(stored.forget_ids, dtype=np.int64)
+    reported = [e["reported_step"] for e in stored.evaluations if "reported_step" in e]
+    step = step if step is not None else reported[-1] if reported else len(stored.history)
+    if not 0 <= step <= len(stored.history):
+        raise UsageError(f"--step must lie in [0, {len(stored.history)}] (the run's stored steps), got {step}")
+    original = cached_train(data, None, model_config, train_config, "original", progress)
+    retrain = cached_train(data, forget_ids, model_config, train_config, "retrain", progress)
+    try:
+        run = resume_run(store, stored.id, original, data.tensors(retain_ids(data, forget_ids)),
+                         data.tensors(forget_ids))
+    except ReplayMismatch as err:
+        raise UsageError(str(err)) from None
+    return original, run.model_at(step), retrain, step
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from hamu_core.attacks import ATTACKS, FPR_LEVELS, audit, level_name, unlearn_shadows
+    from hamu_core.shadows import build_bank
+
+    progress = TextProgress(not args.quiet)
+    with _store(args.store) as store:
+        stored = store.get_run(_resolve(store, args.run_id))
+        data, model_config, train_config = _stored_data(stored.dataset)
+        original, current, retrain, step = _audit_models(store, stored, data, model_config, train_config, args.step,
+                                                         progress)
+    bank = build_bank(data, model_config, train_config, k=args.shadows, workers=args.workers, progress=progress)
+    attacks = ATTACKS if args.attack == "all" else (args.attack,)
+    unlearned = None
+    if "ulira" in attacks:
+        settings = {k: v for k, v in stored.settings.items() if k != "method"}
+        unlearned = unlearn_shadows(bank, data, stored.forget_ids, stored.method, settings, step, stored.seed,
+                                    retain_batch_size=stored.retain_batch_size, workers=args.workers, progress=progress)
+    result = audit({"original": original, "current": current, "retrain": retrain}, data, stored.forget_ids, bank,
+                   attacks=attacks, unlearned_shadows=unlearned, seed=stored.seed)
+    first = next(iter(result.results.values()))
+    print(f"run_id: {stored.id}")
+    print(f"step: {step} ({stored.method}); forget {len(stored.forget_ids)} vs test {len(data.test_ids)} samples; "
+          f"{len(bank)} shadows")
+    unresolved = [level_name(level) for level in FPR_LEVELS if not first.resolved[level]]
+    if unresolved:
+        print(f"unresolved: {', '.join(unresolved)} (below min_fpr {first.min_fpr:.4f} = 1/{len(data.test_ids)} "
+              "test samples: only zero false positives is measured there)")
+    for (attack, model), r in result.results.items():
+        cells = [f"AUC {_interval(r.auc)}", *(f"{level_name(level)} {_interval(r.tpr[level])}" for level in FPR_LEVELS)]
+        print(f"  {attack:<13} {model:<9} " + "  ".join(cells))
+    print(f"strongest: {result.strongest()}")
+    print(f"verdict: {result.verdict()}")
+    if args.json:
+        document = {"run_id": stored.id, "step": step, "method": stored.method, "dataset": stored.dataset.get("name"),
+                    **result.to_dict()}
+        Path(args.json).write_text(json.dumps(document, allow_nan=False), encoding="utf-8")
+        print(f"results written to {args.json}")
+    return 0
+
+
+def _interval(estimate) -> str:
+    return f"{estimate.value:.4f} [{estimate.low:.4f}, {estimate.high:.4f}]"
+
+
+VERBS = {"train": _train, "run": _run, "sweep": _sweep, "list": _list, "report": _report, "shadows": _shadows,
+         "audit": _audit}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -206,6 +206,7 @@ class Report:
     evaluation: dict | None  # Evaluation.to_dict(), or None when the run was not evaluated
     verdict: dict | None  # finding name → {"question", "status", "sentence"} or a plain sentence
     outcome: dict | None = None  # {"stop": {kind, step, message}, "reported_step": k, "reported_why": text}
+    privacy: dict | None = None  # per-sample audit: {"verdict", "strongest", "note", "header", "rows"}
     figures_html: dict[str, str] = field(default_factory=dict)  # caption → ready HTML fragment
     plotlyjs: str | None = None  # plotly.js source, inlined once when the fragments need it
 
@@ -214,6 +215,7 @@ class Report:
         return json_safe({
             "title": self.title, "created": self.created, "settings": self.settings, "dataset": self.dataset,
             "forget": self.forget, "outcome": self.outcome, "evaluation": self.evaluation, "verdict": self.verdict,
+            "privacy": self.privacy,
             "history": self.history,
         })
 
@@ -228,7 +230,7 @@ class Report:
         """The whole report as one self-contained HTML page."""
         script = f"<script>{self.plotlyjs}</script>" if self.plotlyjs and self.figures_html else ""
         sections = "".join(f'<section id="{name}">{body}</section>' for name, body in (
-            ("outcome", self._outcome_html()), ("verdict", self._verdict_html()), ("numbers", self._numbers_html()), ("charts", self._charts_html()),
+            ("outcome", self._outcome_html()), ("verdict", self._verdict_html()), ("numbers", self._numbers_html()), ("privacy", self._privacy_html()), ("charts", self._charts_html()),
             ("settings", self._settings_html()), ("forget", self._forget_html()),
             ("history", self._history_html()), ("definitions", self._definitions_html()),
         ) if body)
@@ -291,6 +293,16 @@ class Report:
                 columns, [[_cell(r.get(c), c in percent) for c in columns] for r in classes])
         return out
 
+    def _privacy_html(self) -> str:
+        """The per-sample audit, when one was run: its verdict in words and every attack's numbers."""
+        if not self.privacy:
+            return ""
+        p = self.privacy
+        rows = [[_cell(v) for v in row] for row in p.get("rows", [])]
+        return (f"<h2>Privacy audit (per-sample attacks)</h2><p><strong>Strongest attack: {_fmt(p.get('strongest'))}."
+                f"</strong> {_fmt(p.get('verdict'))}</p>" + _table(p.get("header", []), rows)
+                + (f'<p class="muted">{_fmt(p.get("note"))}</p>' if p.get("note") else ""))
+
     def _charts_html(self) -> str:
         if not self.figures_html:
             return ""
@@ -342,6 +354,7 @@ def build_report(
     evaluation: dict | None = None,
     verdict: dict | None = None,
     outcome: dict | None = None,
+    privacy: dict | None = None,
     figures_html: Mapping[str, str] | None = None,
     plotlyjs: str | None = None,
     title: str = TITLE,
@@ -355,7 +368,7 @@ def build_report(
     by the caller (e.g. plotly's ``to_html(full_html=False, include_plotlyjs=False)``) and
     ``plotlyjs`` the plotly.js source they need, inlined once. ``created`` defaults to now (UTC).
     """
-    optional = {"evaluation": evaluation, "verdict": verdict, "outcome": outcome}
+    optional = {"evaluation": evaluation, "verdict": verdict, "outcome": outcome, "privacy": privacy}
     for name, value in (("settings", settings), ("dataset", dataset), ("forget", forget),
                         *((k, {} if v is None else v) for k, v in optional.items())):
         if not isinstance(value, Mapping):
@@ -372,5 +385,6 @@ def build_report(
         evaluation=copy.deepcopy(dict(evaluation)) if evaluation is not None else None,
         verdict=copy.deepcopy(dict(verdict)) if verdict is not None else None,
         outcome=copy.deepcopy(dict(outcome)) if outcome is not None else None,
+        privacy=copy.deepcopy(dict(privacy)) if privacy is not None else None,
         figures_html=figures, plotlyjs=plotlyjs,
     )

@@ -17,7 +17,7 @@ from hamu_core.privacy import loss_attack_auc
 
 
 def roc_auc(members: np.ndarray, non_members: np.ndarray) -> float:
-    """P(score of a member > score of a non-member), ties half (Mann–Whitney; ``privacy.loss_attack_auc`` on −score)."""
+    """P(member's score > non-member's score), ties half: ``privacy.loss_attack_auc`` (Mann–Whitney) on −score."""
     return loss_attack_auc(-np.asarray(members, dtype=float), -np.asarray(non_members, dtype=float))
 
 

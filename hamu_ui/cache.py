@@ -15,6 +15,7 @@ exist. Weights are also cached on disk by ``hamu_core.checkpoint``.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import streamlit as st
 from torch import nn
 
 from hamu_core import gradients as G
+from hamu_core.attacks import Audit, audit, unlearn_shadows
 from hamu_core.builtin_data import BUILTIN_DATASETS, available_datasets
 from hamu_core.checkpoint import cached_train, data_dir, ids_hash
 from hamu_core.data import LabelledData
@@ -33,6 +35,7 @@ from hamu_core.embedding import embed, linked_embeddings, nearest_retain_neighbo
 from hamu_core.hardness import overall_cosine, per_sample_hardness
 from hamu_core.metrics import Evaluation, SampleOutputs, evaluate, sample_outputs, split_ids
 from hamu_core.models import ModelConfig, model_fingerprint
+from hamu_core.shadows import ShadowBank, build_bank
 from hamu_core.store import STORE_FILE, RunStore
 from hamu_core.training import Progress, TrainConfig
 from hamu_core.target import measure, measured_splits
@@ -47,6 +50,8 @@ EMBED_MAX_POINTS = {"pca": 10_000, "tsne": 2_000, "umap": 5_000}
 MAP_CHOICES = {"pca": "PCA (seconds; once per model)", "tsne": "t-SNE (seconds)", "umap": "UMAP (first use compiles: up to a minute)"}
 HARDNESS_MAX_POINTS = 5_000  # samples scored for hardness, and behind g_r (a seeded subset beyond this)
 MODEL_STORE_SIZE = 24  # trained models kept in memory (one original, one retrain per forget set)
+BANK_STORE_SIZE = 4  # shadow banks (and their unlearned copies) kept in memory: 16 models each
+WORKERS = 1  # processes that train or unlearn shadows: on digits one beat two (3.5 s vs 10 s, bench_privacy)
 
 
 @st.cache_resource(show_spinner=False)
@@ -88,15 +93,40 @@ class TrainedModel:
     key: str
 
 
-class _ModelStore:
-    def __init__(self) -> None:
+class _Resources:
+    """A process-wide, size-bounded store of read-only heavy objects that are built with progress reports.
+
+    ``st.cache_resource`` replays the elements a cached function drew, so a progress bar
+    drawn from inside one breaks on the next run; what trains with a visible progress bar is
+    kept here instead, and built outside any Streamlit cache.
+    """
+
+    def __init__(self, size: int) -> None:
         self.lock = threading.Lock()
-        self.models: OrderedDict[tuple, TrainedModel] = OrderedDict()
+        self.size = size
+        self.items: OrderedDict[tuple, object] = OrderedDict()
+
+    def __contains__(self, key: tuple) -> bool:
+        with self.lock:
+            return key in self.items
+
+    def get_or_make(self, key: tuple, make):
+        """The object under ``key``, made (outside the lock, so progress can be shown) when absent."""
+        with self.lock:
+            found = self.items.get(key)
+        if found is not None:
+            return found
+        made = make()
+        with self.lock:
+            self.items[key] = made
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return made
 
 
 @st.cache_resource(show_spinner=False)
-def _model_store() -> _ModelStore:
-    return _ModelStore()
+def _resources(kind: str, size: int) -> _Resources:
+    return _Resources(size)
 
 
 def _model_key(source: str, model_config: ModelConfig, train_config: TrainConfig, role: str,
@@ -106,9 +136,7 @@ def _model_key(source: str, model_config: ModelConfig, train_config: TrainConfig
 
 def is_trained(source: str, model_config: ModelConfig, train_config: TrainConfig) -> bool:
     """Whether the original model for this data and recipe is in memory (never trains)."""
-    store = _model_store()
-    with store.lock:
-        return _model_key(source, model_config, train_config, "original", None) in store.models
+    return _model_key(source, model_config, train_config, "original", None) in _resources("models", MODEL_STORE_SIZE)
 
 
 def trained_model(source: str, data: LabelledData, model_config: ModelConfig, train_config: TrainConfig,
@@ -117,20 +145,31 @@ def trained_model(source: str, data: LabelledData, model_config: ModelConfig, tr
 
     ``progress`` is only called when the model is not in memory yet.
     """
+    def make() -> TrainedModel:
+        ids = forget_ids if role == "retrain" else None  # the original is trained without a forget set
+        model = cached_train(data, ids, model_config, train_config, role, progress)
+        return TrainedModel(model, model_fingerprint(model))
+
     key = _model_key(source, model_config, train_config, role, forget_ids)
-    store = _model_store()
-    with store.lock:
-        found = store.models.get(key)
-    if found is not None:
-        return found
-    ids = forget_ids if role == "retrain" else None  # the original is trained without a forget set
-    model = cached_train(data, ids, model_config, train_config, role, progress)
-    found = TrainedModel(model, model_fingerprint(model))
-    with store.lock:
-        store.models[key] = found
-        while len(store.models) > MODEL_STORE_SIZE:
-            store.models.popitem(last=False)
-    return found
+    return _resources("models", MODEL_STORE_SIZE).get_or_make(key, make)
+
+
+def shadow_bank(source: str, data: LabelledData, model_config: ModelConfig, train_config: TrainConfig, k: int,
+                progress: Progress | None = None) -> ShadowBank:
+    """``shadows.build_bank`` once per process (it is also kept on disk, and resumes an interrupted build)."""
+    return _resources("banks", BANK_STORE_SIZE).get_or_make(
+        (source, model_config, train_config, k),
+        lambda: build_bank(data, model_config, train_config, k=k, workers=WORKERS, progress=progress))
+
+
+def unlearned_shadows(source: str, bank: ShadowBank, bank_key: tuple, data: LabelledData, forget_ids: np.ndarray,
+                      method: str, settings: dict, steps: int, seed: int,
+                      progress: Progress | None = None) -> tuple[nn.Module, ...]:
+    """``attacks.unlearn_shadows`` once per process: U-LiRA's shadows after the run's request."""
+    key = (source, bank_key, ids_hash(forget_ids), method, json.dumps(settings, sort_keys=True), steps, seed)
+    return _resources("unlearned shadows", BANK_STORE_SIZE).get_or_make(
+        key, lambda: unlearn_shadows(bank, data, forget_ids, method, settings, steps, seed, workers=WORKERS,
+                                     progress=progress))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -228,3 +267,11 @@ def linked_embedding(source: str, key_a: str, key_b: str, forget_key: str, metho
         forget = rng.choice(forget, min(len(forget), limit // 2), replace=False)
         others = rng.choice(others, min(len(others), limit - len(forget)), replace=False)
     return linked_embeddings(_model_a, _model_b, _data, np.union1d(forget, others), method=method, seed=seed)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def privacy_audit(source: str, model_keys: tuple, forget_key: str, shadows_key: tuple, seed: int,
+                  _models: dict[str, nn.Module], _data: LabelledData, _forget_ids: np.ndarray, _bank: ShadowBank,
+                  _unlearned: tuple[nn.Module, ...]) -> Audit:
+    """``attacks.audit`` of the original, current and retrained models, keyed by their weights and the shadows."""
+    return audit(_models, _data, _forget_ids, _bank, unlearned_shadows=_unlearned, seed=seed)

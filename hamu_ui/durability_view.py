@@ -44,9 +44,8 @@ def quantization(source: str, model_key: str, forget_key: str, seed: int, _data:
 
 
 def unlearned_model(session: StudioSession) -> nn.Module:
-    """The live run's model at its step closest to the retrain reference, else its current model."""
-    run = session.live.run
-    return run.model_ if run.closest_step_ is None else run.model_at(run.closest_step_)
+    """The live run's model at the step the Report describes (closest to the retrain reference, else the last)."""
+    return session.live.run.model_at(session.live.reported_step)
 
 
 def run_state(session: StudioSession, reference: cache.TrainedModel) -> tuple:

@@ -19,7 +19,7 @@ from hamu_core.metrics import AMBER, GREEN, GREY, RED, STATUS_WORDS, Evaluation,
 from hamu_core.models import model_fingerprint
 from hamu_core.report import DEFINITIONS, Report, build_report, key_number_rows
 from hamu_core.selection import describe_selection
-from hamu_ui import cache, runs, stepper
+from hamu_ui import cache, privacy_view, runs, stepper
 from hamu_ui.session import StudioSession
 from hamu_ui.widgets import Workspace
 
@@ -28,15 +28,9 @@ LIGHTS = {status: (colour, STATUS_WORDS[status])
 CONFIRM_KEY = "report.confirm_delete"
 
 
-def reported_step(session: StudioSession) -> int:
-    """The step the report describes: the one closest to the retrain reference, else the last."""
-    run = session.live.run
-    return len(run.history_) if run.closest_step_ is None else run.closest_step_
-
-
 def run_evaluation(session: StudioSession, ws: Workspace, reference: cache.TrainedModel | None) -> Evaluation:
     """The reported step's model evaluated on every sample (cached per weights)."""
-    model = session.live.run.model_at(reported_step(session))
+    model = session.live.run.model_at(session.live.reported_step)
     return cache.evaluation(ws.source, model_fingerprint(model), reference.key if reference else "none",
                             ws.original.key, session.forget_key, session.seed, ws.data, model,
                             reference.model if reference else None, ws.original.model, session.forget_ids)
@@ -67,8 +61,10 @@ def key_numbers(evaluation: Evaluation) -> None:
         st.markdown("\n\n".join(f"**{term}** — {text}" for term, text in DEFINITIONS))
 
 
-def build(session: StudioSession, ws: Workspace, evaluation: Evaluation, findings: dict, figures: dict) -> Report:
-    """The run's report: settings, data, forget set, every step, the evaluation, the verdict and the charts."""
+def build(session: StudioSession, ws: Workspace, evaluation: Evaluation, findings: dict, figures: dict,
+          privacy: dict | None = None) -> Report:
+    """The run's report: settings, data, forget set, every step, the evaluation, the verdict, the privacy
+    audit when one was run, and the charts."""
     live = session.live
     summary = describe_selection(ws.data, session.forget_ids)
     settings = {**live.run.rule.settings(), "seed": live.run.seed, "retain_batch_size": live.run.retain_batch_size,
@@ -77,7 +73,7 @@ def build(session: StudioSession, ws: Workspace, evaluation: Evaluation, finding
         settings=settings, dataset={**session.provenance(ws.data), "sizes": evaluation.sizes},
         forget={"size": summary.size, "class_mix": summary.class_mix, "ids": session.forget_ids.tolist()},
         history=[{**record.to_dict(), **live.points[record.step]} for record in live.history],
-        evaluation=evaluation.to_dict(), verdict=findings, outcome=outcome(session),
+        evaluation=evaluation.to_dict(), verdict=findings, outcome=outcome(session), privacy=privacy,
         figures_html={caption: figure.to_html(full_html=False, include_plotlyjs=False)
                       for caption, figure in figures.items()},
         plotlyjs=get_plotlyjs(),
@@ -92,7 +88,7 @@ def has_outcome(session: StudioSession) -> bool:
 
 def outcome(session: StudioSession) -> dict:
     """How the run's last step loop ended and which step the report describes, for ``build_report``."""
-    run, step = session.live.run, reported_step(session)
+    run, step = session.live.run, session.live.reported_step
     why = ("the last step (no retrain reference to aim at)" if run.closest_step_ is None
            else "the step closest to the retrain reference")
     return {"stop": asdict(run.stop_) if run.stop_ else None, "reported_step": step, "reported_why": why}
@@ -100,7 +96,7 @@ def outcome(session: StudioSession) -> dict:
 
 def outcome_words(session: StudioSession) -> str:
     """The report's headline: nothing to do, or which step of how many is reported and why the run ended."""
-    live, step = session.live, reported_step(session)
+    live, step = session.live, session.live.reported_step
     stop = live.run.stop_
     ended = f" The run ended: {stop.message}." if stop is not None and stop.kind != "step_limit" else ""
     if not live.history:
@@ -124,12 +120,22 @@ def show_report(session: StudioSession, ws: Workspace, reference: cache.TrainedM
     findings = show_verdict(evaluation)
     st.subheader("Key numbers")
     key_numbers(evaluation)
+    audit = privacy_view.checked_audit(session, ws, reference)
+    st.subheader("Privacy audit (per-sample attacks)")
+    if audit is None:
+        st.caption("No per-sample audit for this step yet: run it on **Inspect** (LiRA, RMIA, U-LiRA on shadow "
+                   "models); it then appears here and in the HTML report.")
+    else:
+        privacy_view.show_findings(audit)
     st.subheader("Charts")
     figures = stepper.run_figures(live)
+    if audit is not None:
+        figures["Privacy audit: ROC of the strongest attack"] = privacy_view.roc_of(audit, audit.strongest())
     columns = [column for _ in range(math.ceil(len(figures) / 2)) for column in st.columns(2)]
     for index, (column, figure) in enumerate(zip(columns, figures.values())):
         column.plotly_chart(figure, key=f"report.chart{index}")
-    report = build(session, ws, evaluation, findings, figures)
+    report = build(session, ws, evaluation, findings, figures,
+                   None if audit is None else privacy_view.report_section(audit))
     st.subheader("Downloads")
     name = f"hamu-run-{live.run_id or 'unsaved'}"
     columns = st.columns(3)

@@ -105,6 +105,12 @@ class LiveRun:
         return self.run.history_
 
     @property
+    def reported_step(self) -> int:
+        """The step a report describes: the one closest to the retrain reference, else the last."""
+        closest = self.run.closest_step_
+        return len(self.run.history_) if closest is None else closest
+
+    @property
     def points(self) -> list[dict[str, float]]:
         """Accuracy and loss per split after each step; ``points[0]`` before any step."""
         return self.run.points_
@@ -179,6 +185,7 @@ class StudioSession:
     notices: list[tuple[str, str]] = field(default_factory=list)  # (kind, text) to show once: "error", "warning", "info", "success"
     comparison: tuple[tuple, Comparison] | None = None  # Compare page: (what it ran on, its result)
     durability_checked: tuple | None = None  # Inspect: the run state the durability check was last asked for
+    audit_for: tuple | None = None  # Inspect: the run state (and bank size) the privacy audit was last asked for
     url_read: bool = False  # the page URL's run id was read (once per browser session, or on a reopen request)
 
     @property

@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from hamu_ui import inspect_view, widgets
-from hamu_ui import durability_view
+from hamu_ui import durability_view, inspect_view, privacy_view, widgets
 from hamu_ui.session import get_session
 
 session = get_session()
@@ -37,6 +36,9 @@ with widgets.status_line(session):
 
     st.subheader("Collateral damage: retain samples that look like the forget set")
     inspect_view.collateral(session, ws, outputs)
+
+    st.subheader("Privacy audit: could someone still tell these samples were trained on?")
+    privacy_view.show(session, ws, reference)
 
     st.subheader("Durability: does the forgetting survive relearning and quantization?")
     durability_view.show(session, ws, reference)

@@ -127,3 +127,29 @@ def test_a_random_five_percent_request_ends_with_nothing_to_do(page: Page, studi
         page.get_by_role("button", name="Report (HTML)").click()
     html = Path(info.value.path()).read_text(encoding="utf-8")
     assert "nothing to do" in html and "Verdict" in html
+
+
+def test_a_privacy_audit_runs_from_the_inspect_page_and_reads_in_words(page: Page, studio_url):
+    """A data-protection officer's question, asked in the browser: could someone still tell?"""
+    page.goto(studio_url)
+    expect(page.get_by_text("Original model ready")).to_be_visible()
+    page.get_by_role("link", name="Forget set").click()
+    page.get_by_test_id("stSelectbox").filter(has_text="Class").first.click()
+    page.get_by_role("option", name="3", exact=True).click()
+    page.locator(".st-key-forget-class-replace button").click()
+    expect(page.get_by_role("heading", name=re.compile(r"^Forget set: [1-9]\d* samples$"))).to_be_visible()
+    page.get_by_role("link", name="Unlearn").click()
+    page.get_by_role("button", name="Run 20").click()
+    expect(page.get_by_text("Trade-off path: 20 points")).to_be_visible()
+
+    page.get_by_role("link", name="Inspect").click()
+    shadows = page.get_by_role("combobox", name="Shadow models")
+    shadows.scroll_into_view_if_needed()  # far down a long page: opened in place, the list stays open
+    shadows.click()
+    page.get_by_role("option", name=re.compile(r"^4 ")).click()
+    page.get_by_role("button", name="Run the privacy audit").click()
+    verdict = page.get_by_text(re.compile(r"^Strongest attack: "))
+    expect(verdict).to_be_visible()
+    sentence = verdict.locator("xpath=..").inner_text()
+    assert re.search(r"\[\d", sentence), sentence  # the verdict carries its interval
+    expect(page.get_by_text(re.compile(r"ROC on log-log axes"))).to_be_visible()

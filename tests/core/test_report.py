@@ -222,3 +222,16 @@ def test_key_numbers_carry_their_intervals_wilson_for_accuracies_bootstrap_for_a
     assert by_label["Forget accuracy"][1] == f"50.0% [{100 * low:.1f}%, {100 * high:.1f}%]"
     assert by_label["Membership attack AUC (loss threshold)"][1] == "0.55 [0.45, 0.66]"
     assert by_label["Forget loss"][1] == "1" and by_label["Forget accuracy"][3] == "+0.0 pts"
+
+
+def test_a_privacy_audit_is_a_section_of_the_html_and_json_report():
+    privacy = {"verdict": "LiRA finds 12% [5%, 20%] of the forget samples at 1% FPR, as after retraining.",
+               "strongest": "LiRA (Carlini et al. 2022)", "note": "unresolved: below 1/360",
+               "header": ["attack", "model", "AUC"], "rows": [["lira", "current", "0.52 [0.47, 0.58]"]]}
+    report = build_report(settings={"method": "hamu-q"}, dataset={"name": "digits"}, forget={"size": 3},
+                          history=[], privacy=privacy)
+    html = report.to_html()
+    assert "<h2>Privacy audit (per-sample attacks)</h2>" in html and "0.52 [0.47, 0.58]" in html
+    assert "Strongest attack: LiRA (Carlini et al. 2022)." in html and "unresolved: below 1/360" in html
+    assert json.loads(report.to_json())["privacy"]["verdict"].startswith("LiRA finds")
+    assert "Privacy audit" not in build_report(settings={}, dataset={}, forget={}, history=[]).to_html()
