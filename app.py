@@ -13,5 +13,6 @@ st.navigation([
     st.Page("pages/3_Unlearn.py", title="Unlearn", icon=":material/cleaning_services:", url_path="unlearn"),
     st.Page("pages/4_Compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
     st.Page("pages/5_Inspect.py", title="Inspect", icon=":material/search_insights:", url_path="inspect"),
+    st.Page("pages/7_Requests.py", title="Requests", icon=":material/playlist_remove:", url_path="requests"),
     st.Page("pages/6_Report.py", title="Report", icon=":material/summarize:", url_path="report"),
 ]).run()

@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="HAMU Studio without a browser: train models, run and sweep unlearning "
                      "methods, and export reports of stored runs.", epilog=EXAMPLES,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{train,run,sweep,list,report,shadows,audit}")
+    verbs = parser.add_subparsers(dest="verb", required=True,
+                                  metavar="{train,run,sweep,list,report,shadows,audit,requests}")
     store_only = argparse.ArgumentParser(add_help=False)
     store_only.add_argument("--store", metavar="DIR", help="run store folder (default $HAMU_DATA_DIR)")
     train = verbs.add_parser("train", help="train the original model and the retrain reference",
@@ -176,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--method", default=DEFAULTS.method, choices=list(METHODS), metavar="METHOD",
                      help=f"the unlearning method, listed below (default {DEFAULTS.method})")
     run.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the run's batches")
-    run.add_argument("--label", default="", help="a name for the run in the run list")
+    run.add_argument("--label", default="", help="a name for the run in the run list and on its report")
+    run.add_argument("--request-ref", default="", metavar="REF",
+                     help="the request the run answers (ticket id, requester); stored and stated in the report")
     _add_experiment_options(run)
     _add_run_options(run)
     sweep = verbs.add_parser("sweep", help="run methods x constraints x seeds in parallel",
@@ -197,7 +200,29 @@ def build_parser() -> argparse.ArgumentParser:
                         help="html, json (settings, metrics, history) or csv (one row per step); repeatable; default all")
     report.add_argument("--out-dir", default=".", help="folder for the files (default: the current folder)")
     _add_privacy_verbs(verbs, store_only)
+    _add_requests_verb(verbs)
     return parser
+
+
+def _add_requests_verb(verbs) -> None:
+    """Sequential deletion requests (issue 11): each unlearned on top of the last.
+
+    The epilog spells the request words out rather than importing ``ledger.REQUEST_WORDS``,
+    which would load the experiment modules for every ``--help``.
+    """
+    requests = verbs.add_parser("requests", help="answer deletion requests one after another",
+                                description="Answer the deletion requests in FILE in order, each on the model the "
+                                "previous one produced, against the model retrained without every set forgotten so "
+                                "far; prints each request's status and numbers as the run verb does.",
+                                epilog="one request per line ('#' starts a comment): class CLASS | random FRACTION "
+                                "[SEED] | rho CLASS RHO [SEED] | ids FILE | ids ID ID ...; an ids FILE is read "
+                                "relative to the requests file")
+    requests.add_argument("file", metavar="FILE", help="the requests, one per line, e.g. 'class 3', 'random 0.05'")
+    requests.add_argument("--method", default=DEFAULTS.method, choices=list(METHODS), metavar="METHOD",
+                          help=f"the unlearning method (default {DEFAULTS.method})")
+    requests.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the runs' batches")
+    _add_recipe_options(requests)
+    _add_run_options(requests)
 
 
 def _add_privacy_verbs(verbs, store_only: argparse.ArgumentParser) -> None:
@@ -306,7 +331,7 @@ def _run(args: argparse.Namespace) -> int:
     spec = _spec(args, args.method, args.seed, tuple(args.set))
     with _store(args.store) as store:
         outcome = execute(spec, store, steps=args.steps, stop_when=args.until, with_eval=not args.no_eval,
-                          label=args.label, progress=TextProgress(not args.quiet))
+                          label=args.label, request_ref=args.request_ref, progress=TextProgress(not args.quiet))
     print(f"run_id: {outcome.run_id}")
     print(f"status: {outcome.stop.kind} ({outcome.status}): {outcome.stop.message}")
     _print_metrics({"steps": outcome.steps, "reported_step": outcome.reported_step, **outcome.metrics})
@@ -444,8 +469,31 @@ def _interval(estimate) -> str:
     return f"{estimate.value:.4f} [{estimate.low:.4f}, {estimate.high:.4f}]"
 
 
+def _requests(args: argparse.Namespace) -> int:
+    from hamu_core.experiment import load_dataset
+    from hamu_core.ledger import parse_requests, run_ledger
+
+    if args.no_eval or args.store:
+        raise UsageError("every request is evaluated against its reference and none is stored: drop --no-eval "
+                         "and --store")
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"no requests file at {path}")
+    requests = parse_requests(path.read_text(encoding="utf-8"), base_dir=path.parent)
+    ledger = run_ledger(requests, dataset=load_dataset(args.dataset, args.data), model_config=ModelConfig(arch=args.arch),
+                        train_config=TrainConfig(epochs=args.epochs, seed=args.train_seed), method=args.method,
+                        settings=dict(args.set), seed=args.seed, max_steps=args.steps, stop_when=args.until,
+                        retain_batch_size=args.retain_batch_size, progress=TextProgress(not args.quiet))
+    for k, entry in enumerate(ledger.entries, 1):
+        status = "failed" if entry.stop_kind == "diverged" else "finished"
+        print(f"request {k}: {entry.request}")
+        print(f"status: {entry.stop_kind} ({status}): {entry.stop_message}")
+        _print_metrics(entry.metrics())
+    return 0 if all(e.stop_kind != "diverged" for e in ledger.entries) else 1
+
+
 VERBS = {"train": _train, "run": _run, "sweep": _sweep, "list": _list, "report": _report, "shadows": _shadows,
-         "audit": _audit}
+         "audit": _audit, "requests": _requests}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ started in the browser, and its stored record can be reopened by either.
 from __future__ import annotations
 
 import functools
+from datetime import datetime
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -199,7 +200,8 @@ class Outcome:
 
 
 def execute(spec: ExperimentSpec, store: RunStore, *, steps: int, stop_when=DEFAULT_STOP,
-            with_eval: bool = True, label: str = "", progress: Progress | None = None) -> Outcome:
+            with_eval: bool = True, label: str = "", request_ref: str = "",
+            progress: Progress | None = None) -> Outcome:
     """Run ``spec`` for up to ``steps`` steps under the stop rules ``stop_when``, storing each step, then evaluate.
 
     The retrain reference is loaded (trained once, disk-cached) whenever the evaluation or
@@ -207,6 +209,7 @@ def execute(spec: ExperimentSpec, store: RunStore, *, steps: int, stop_when=DEFA
     the reference (``UnlearningRun.closest_step_``; the last step without a reference): it
     is stored with the last step as ``{"evaluation", "verdict", "reported_step", "stop"}``,
     which ``stored_report`` reads. Every step's measurement is stored with the step itself.
+    ``label`` and ``request_ref`` (ticket id, requester) are stored with the run and reported.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -215,7 +218,8 @@ def execute(spec: ExperimentSpec, store: RunStore, *, steps: int, stop_when=DEFA
     run = unlearning_run(prepared.data, prepared.original, prepared.forget_ids, spec.method, spec.rule_settings(),
                          seed=spec.seed, retain_batch_size=spec.retain_batch_size, reference=prepared.retrain)
     recorder = StoredRunRecorder.start(store, run, dataset=dataset_record(spec, prepared),
-                                       forget_ids=prepared.forget_ids, label=label, checkpoint_every=CHECKPOINT_EVERY)
+                                       forget_ids=prepared.forget_ids, label=label, request_ref=request_ref,
+                                       checkpoint_every=CHECKPOINT_EVERY)
     try:
         for record in recorder.steps(steps, rules):
             if progress is not None:
@@ -240,8 +244,19 @@ def execute(spec: ExperimentSpec, store: RunStore, *, steps: int, stop_when=DEFA
     return Outcome(recorder.run_id, status, len(run.history_), stop, reported, metrics)
 
 
+def run_record(stored: StoredRun) -> dict:
+    """What a report states to identify a stored run: label, request, run and parent, fingerprints."""
+    return {"label": stored.label, "request_ref": stored.request_ref, "run_id": stored.id,
+            "parent_id": stored.parent_id, "branch_step": stored.branch_step,
+            "data_fingerprint": stored.dataset.get("fingerprint"),
+            "model_fingerprint": stored.dataset.get("model_fingerprint"), "forget_hash": stored.dataset.get("forget_hash")}
+
+
 def stored_report(stored: StoredRun) -> Report:
-    """The audit report of a stored run, from the store alone (no data or model needed)."""
+    """The audit report of a stored run, from the store alone (no data or model needed).
+
+    Dated by the run's last write, so regenerating it gives the same bytes every time.
+    """
     evaluated = [e for e in stored.evaluations if "evaluation" in e]
     latest = evaluated[-1] if evaluated else {}
     dataset = {k: v for k, v in stored.dataset.items() if k != "forget_class_mix"}
@@ -253,4 +268,5 @@ def stored_report(stored: StoredRun) -> Report:
     points = {e["step"]: {k: v for k, v in e.items() if k.endswith(("_acc", "_loss"))} for e in stored.evaluations}
     history = [{**record, **points.get(record["step"], {})} for record in stored.history]
     return build_report(settings=settings, dataset=dataset, forget=forget, history=history,
-                        evaluation=latest.get("evaluation"), verdict=latest.get("verdict"), outcome=outcome or None)
+                        evaluation=latest.get("evaluation"), verdict=latest.get("verdict"), outcome=outcome or None,
+                        record=run_record(stored), created=datetime.fromisoformat(stored.updated))

@@ -8,11 +8,18 @@ nested fields flattened to ``outer.inner`` columns), and one self-contained HTML
 needs no network: inline CSS, no external URL, and charts given as ready HTML fragments
 (the core draws nothing; ``hamu_ui`` makes the plotly figures and may pass plotly.js once
 as ``plotlyjs``). Every string that came from a user is HTML-escaped.
+
+A report is a record a data-protection officer files: it opens with one paragraph that
+concludes (done, not needed, or not achievable without damage, with the numbers), states
+the request it answers, the software version and the fingerprints of data, model and
+forget set, and it is reproducible: built twice from the same data (``created`` included,
+which a stored run takes from the store, never from the clock) it is the same bytes.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.metadata
 import json
 import math
 from collections.abc import Mapping
@@ -23,10 +30,20 @@ from html import escape
 import numpy as np
 import pandas as pd
 
-from hamu_core.metrics import FAR_ACCURACY, STATUS_WORDS, wilson_interval
+import hamu_core
+from hamu_core.metrics import FAR_ACCURACY, GREEN, RED, STATUS_WORDS, wilson_interval
 from hamu_core.privacy import FAR_AUC
 
 TITLE = "HAMU Studio unlearning report"
+DISTRIBUTION = "hamu-studio"  # pyproject's project name: the version a report states is this distribution's
+# (key in the report's record, row label): what identifies the run, the request and the software
+RECORD_ROWS = (
+    ("label", "Label"), ("request_ref", "Request reference"), ("run_id", "Run id"),
+    ("parent_id", "Branched from run"), ("branch_step", "Branched at step"),
+    ("software_version", "HAMU Studio version"),
+    ("data_fingerprint", "Data fingerprint"), ("model_fingerprint", "Original model fingerprint"),
+    ("forget_hash", "Forget-set fingerprint"),
+)
 HISTORY_PREVIEW = 5  # rows shown from each end of the run history in the HTML page
 IDS_PREVIEW = 40  # forget-set ids listed in the HTML page (all of them are in the JSON)
 HISTORY_COLUMNS = ("step", "method", "branch", "kappa", "kappa2", "margin", "cos_rf", "feasible",
@@ -98,6 +115,72 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .status{font-weight:600;text-transform:uppercase;font-size:.8rem;margin-left:.4rem}figure{margin:1rem 0}
 figcaption{font-weight:600;margin-bottom:.3rem}dt{font-weight:600;margin-top:.5rem}
 """
+
+
+def software_version() -> str:
+    """The installed HAMU Studio's version (pyproject's), else the package's ``__version__``, else "unknown"."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return str(getattr(hamu_core, "__version__", "unknown"))
+
+
+def readable_date(stamp: str) -> str:
+    """An ISO 8601 time as a person writes it: "2 December 2026, 14:05 UTC"."""
+    moment = datetime.fromisoformat(stamp).astimezone(timezone.utc)
+    return f"{moment.day} {moment:%B %Y, %H:%M} UTC"
+
+
+def _accuracy(evaluation: Mapping | None, model: str, split: str) -> float | None:
+    value = _scored((evaluation or {}).get(model), "accuracy", split)
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _versus(evaluation: Mapping | None, split: str) -> str:
+    """A split's accuracy beside the retrained model's, e.g. "forget accuracy 10.2% (retrained model: 0.0%)"."""
+    current, retrain = _accuracy(evaluation, "current", split), _accuracy(evaluation, "retrain", split)
+    text = f"{split} accuracy {_fmt(current, True)}"
+    return text + (f" (retrained model: {_fmt(retrain, True)})" if retrain is not None else "")
+
+
+def conclusion(outcome: Mapping | None, evaluation: Mapping | None, verdict: Mapping | None) -> tuple[str, str]:
+    """(kind, one paragraph): whether the request is done, not needed, or not achievable without damage, and why.
+
+    Read from the stored outcome and verdict only: the stop kind "nothing_to_do" means not
+    needed; a reported step whose forget set matches the reference (or that the stop rule
+    "reached_reference" ended at) with a cost within noise is done; a stop because degradation
+    became unavoidable, a forget set still far from the reference, or a cost far off is not
+    achievable without damage. Anything else (no evaluation, a run stopped short) is said to
+    be not concluded rather than guessed.
+    """
+    stop = (outcome or {}).get("stop") or {}
+    kind = stop.get("kind")
+    step = (outcome or {}).get("reported_step")
+    status = {name: f.get("status") for name, f in (verdict or {}).items() if isinstance(f, Mapping)}
+    forget, retain, test = (_versus(evaluation, split) for split in ("forget", "retain", "test"))
+    model = "the original model" if not step else f"the model after step {step}"
+    if kind == "nothing_to_do":
+        return "not needed", (
+            "Not needed: on the forget set the original model already behaves like the model retrained without "
+            "these samples, within noise, so no unlearning step was taken and nothing else in the model changed. "
+            f"The check: {stop.get('message')}.")
+    if not evaluation:
+        return "not concluded", ("Not concluded: this run has not been evaluated, so whether the data are "
+                                 "forgotten is not established.")
+    reached = status.get("forgotten") == GREEN or kind == "reached_reference"
+    if reached and status.get("cost") == GREEN:
+        return "done", (f"Done. {model.capitalize()} forgets the forget set like the model retrained without it, "
+                        f"within noise ({forget}), at a cost within noise on the data kept ({retain}; {test}).")
+    if kind == "unavoidable" or RED in (status.get("forgotten"), status.get("cost")):
+        why = (f"unlearning stopped because {_fmt(stop.get('message'))}" if kind == "unavoidable"
+               else "the model is far from the retrained one")
+        return "not achievable without damage", (
+            f"Not achievable without damage: {why}. {model.capitalize()} has {forget}, {retain} and {test}; "
+            "forgetting further would cost accuracy on the data that must be kept.")
+    return "not concluded", (
+        f"Not concluded: {model} has {forget}, {retain} and {test}"
+        + (f"; the run ended because {_fmt(stop.get('message'))}" if stop.get("message") else "")
+        + ". It neither reached the retrain reference at a cost within noise nor met a limit that rules it out.")
 
 
 def json_safe(value):
@@ -206,16 +289,20 @@ class Report:
     evaluation: dict | None  # Evaluation.to_dict(), or None when the run was not evaluated
     verdict: dict | None  # finding name → {"question", "status", "sentence"} or a plain sentence
     outcome: dict | None = None  # {"stop": {kind, step, message}, "reported_step": k, "reported_why": text}
+    record: dict = field(default_factory=dict)  # RECORD_ROWS' keys: label, request, run, parent, version, fingerprints
     privacy: dict | None = None  # per-sample audit: {"verdict", "strongest", "note", "header", "rows"}
+    ledger: dict | None = None  # sequential deletion requests: ``Ledger.to_dict()`` ({"settings", "entries"})
     figures_html: dict[str, str] = field(default_factory=dict)  # caption → ready HTML fragment
     plotlyjs: str | None = None  # plotly.js source, inlined once when the fragments need it
 
     def to_dict(self) -> dict:
         """Settings, summaries, metrics and history as JSON-safe data (no figures)."""
         return json_safe({
-            "title": self.title, "created": self.created, "settings": self.settings, "dataset": self.dataset,
+            "title": self.title, "created": self.created, "record": self.record,
+            "conclusion": dict(zip(("kind", "text"), self.conclusion())), "settings": self.settings,
+            "dataset": self.dataset,
             "forget": self.forget, "outcome": self.outcome, "evaluation": self.evaluation, "verdict": self.verdict,
-            "privacy": self.privacy,
+            "privacy": self.privacy, "ledger": self.ledger,
             "history": self.history,
         })
 
@@ -226,11 +313,17 @@ class Report:
         """One row per step; nested fields (cos_per_tensor, branch_counts, info) as ``outer.inner`` columns."""
         return pd.json_normalize(self.history, sep=".").to_csv(index=False)
 
+    def conclusion(self) -> tuple[str, str]:
+        """(kind, paragraph): ``conclusion`` of this report's outcome, evaluation and verdict."""
+        return conclusion(self.outcome, self.evaluation, self.verdict)
+
     def to_html(self) -> str:
         """The whole report as one self-contained HTML page."""
         script = f"<script>{self.plotlyjs}</script>" if self.plotlyjs and self.figures_html else ""
         sections = "".join(f'<section id="{name}">{body}</section>' for name, body in (
-            ("outcome", self._outcome_html()), ("verdict", self._verdict_html()), ("numbers", self._numbers_html()), ("privacy", self._privacy_html()), ("charts", self._charts_html()),
+            ("conclusion", self._conclusion_html()), ("record", self._record_html()),
+            ("outcome", self._outcome_html()), ("verdict", self._verdict_html()), ("numbers", self._numbers_html()),
+            ("privacy", self._privacy_html()), ("ledger", self._ledger_html()), ("charts", self._charts_html()),
             ("settings", self._settings_html()), ("forget", self._forget_html()),
             ("history", self._history_html()), ("definitions", self._definitions_html()),
         ) if body)
@@ -239,9 +332,23 @@ class Report:
             '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f"<title>{escape(self.title)}</title><style>{CSS}</style>{script}</head><body>"
             f"<h1>{escape(self.title)}</h1>"
-            f'<p class="muted">Created {escape(self.created)} · dataset {dataset} · '
-            f"{len(self.history)} unlearning steps</p>{sections}</body></html>"
+            f'<p class="muted">Created {escape(readable_date(self.created))} · dataset {dataset} · '
+            f"{len(self.history)} unlearning steps · HAMU Studio {_fmt(self.record.get('software_version'))}</p>"
+            f"{self._request_html()}{sections}</body></html>"
         )
+
+    def _request_html(self) -> str:
+        ref = self.record.get("request_ref")
+        return f"<p><strong>Request:</strong> {_fmt(ref)}</p>" if ref else ""
+
+    def _conclusion_html(self) -> str:
+        return f"<h2>Conclusion</h2><p>{escape(self.conclusion()[1])}</p>"
+
+    def _record_html(self) -> str:
+        """What identifies this record: label, request, run and parent, software version, fingerprints."""
+        rows = [[_cell(label), _cell(self.record[key])] for key, label in RECORD_ROWS
+                if self.record.get(key) not in (None, "")]
+        return "<h2>Record</h2>" + _table(["Field", "Value"], rows) if rows else ""
 
     def _outcome_html(self) -> str:
         """How the run ended and which step the numbers below describe, in words."""
@@ -303,6 +410,27 @@ class Report:
                 f"</strong> {_fmt(p.get('verdict'))}</p>" + _table(p.get("header", []), rows)
                 + (f'<p class="muted">{_fmt(p.get("note"))}</p>' if p.get("note") else ""))
 
+    def _ledger_html(self) -> str:
+        """The request ledger, when one was run: one row per request beside the retrain-without-all-so-far model."""
+        if not self.ledger:
+            return ""
+        columns = (("Request", "request", False), ("Forgotten now", "forget_size", False),
+                   ("Forgotten so far", "forgotten_size", False), ("Steps", "steps", False),
+                   ("Stop", "stop_kind", False), ("Retain acc.", "retain_acc", True),
+                   ("Retrain retain acc.", "retrain_retain_acc", True), ("Test acc.", "test_acc", True),
+                   ("Retrain test acc.", "retrain_test_acc", True), ("Distance (points)", "distance", False),
+                   ("Drift (points)", "drift", False), ("Unlearn s", "unlearn_seconds", False),
+                   ("Retrain s", "retrain_seconds", False))
+        rows = []
+        for entry in self.ledger.get("entries", []):
+            flat = {**entry, **(entry.get("result") or {}),
+                    **{f"retrain_{k}": v for k, v in (entry.get("reference") or {}).items()}}
+            rows.append([_cell(flat.get(key), percent) for _, key, percent in columns])
+        return ("<h2>Request ledger</h2><p>Deletion requests answered one after another, each on the model the "
+                "previous one produced, against the model retrained without every set forgotten so far. "
+                "Retrain s is empty where that model came from the disk cache.</p>"
+                + _table([label for label, _, _ in columns], rows))
+
     def _charts_html(self) -> str:
         if not self.figures_html:
             return ""
@@ -355,6 +483,8 @@ def build_report(
     verdict: dict | None = None,
     outcome: dict | None = None,
     privacy: dict | None = None,
+    ledger: dict | None = None,
+    record: dict | None = None,
     figures_html: Mapping[str, str] | None = None,
     plotlyjs: str | None = None,
     title: str = TITLE,
@@ -366,9 +496,12 @@ def build_report(
     ``verdict`` maps each finding to ``{"question", "status", "sentence"}`` (``dataclasses.asdict``
     of ``metrics.verdict``) or to a plain sentence. ``figures_html`` are trusted fragments made
     by the caller (e.g. plotly's ``to_html(full_html=False, include_plotlyjs=False)``) and
-    ``plotlyjs`` the plotly.js source they need, inlined once. ``created`` defaults to now (UTC).
+    ``plotlyjs`` the plotly.js source they need, inlined once. ``record`` holds ``RECORD_ROWS``'
+    keys (the software version is added here). ``created`` defaults to now (UTC); give the
+    stored run's time for a report that regenerates byte for byte.
     """
-    optional = {"evaluation": evaluation, "verdict": verdict, "outcome": outcome, "privacy": privacy}
+    optional = {"evaluation": evaluation, "verdict": verdict, "outcome": outcome, "privacy": privacy, "ledger": ledger,
+                "record": record}
     for name, value in (("settings", settings), ("dataset", dataset), ("forget", forget),
                         *((k, {} if v is None else v) for k, v in optional.items())):
         if not isinstance(value, Mapping):
@@ -386,5 +519,7 @@ def build_report(
         verdict=copy.deepcopy(dict(verdict)) if verdict is not None else None,
         outcome=copy.deepcopy(dict(outcome)) if outcome is not None else None,
         privacy=copy.deepcopy(dict(privacy)) if privacy is not None else None,
+        ledger=copy.deepcopy(dict(ledger)) if ledger is not None else None,
+        record={**copy.deepcopy(dict(record or {})), "software_version": software_version()},
         figures_html=figures, plotlyjs=plotlyjs,
     )

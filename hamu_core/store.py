@@ -6,6 +6,10 @@ most the step in flight. A run is rebuilt, never unpickled: batches are a pure f
 (seed, step), so loading the latest checkpoint and replaying the steps after it reproduces
 the stored records exactly (``resume_run``), which doubles as a reproducibility check.
 
+A stored run is an audit record: it is never emptied or rewritten. Going back (undo, roll
+back, reset) continues in a new run that names its parent and the step it branched at and
+holds copies of the kept steps, so the earlier run still lists, replays and reports as it was.
+
 One SQLite file (``$HAMU_DATA_DIR/runs.sqlite`` by default) in WAL mode, so readers never
 wait for the writer and several processes can share it; its format lives in store_schema.
 """
@@ -36,7 +40,9 @@ __all__ = ["ReplayMismatch", "ResumePoint", "RunStore", "StoreError", "StoredRun
            "replay_run", "resume_run"]
 
 STORE_FILE = "runs.sqlite"  # the store's file name inside the data folder
-LIST_COLUMNS = ["id", "created", "updated", "method", "dataset", "steps", "status", "label"]
+LIST_COLUMNS = ["id", "created", "updated", "method", "dataset", "steps", "status", "label", "request_ref",
+                "parent_id"]
+REPORT_KEYS = ("evaluation", "verdict", "reported_step", "reported_why", "stop")  # what execute stores for a report
 
 
 class ReplayMismatch(RuntimeError):
@@ -67,6 +73,9 @@ class StoredRun:
     forget_batch_size: int | None  # None: the whole forget set every step
     history: tuple[dict, ...]  # StepRecord.to_dict() of steps 1..n, in order
     evaluations: tuple[dict, ...]  # {"step": k, **metrics}, by step
+    request_ref: str = ""  # the request the run answers (ticket id, requester); "" when none
+    parent_id: str | None = None  # the run this one branched from by undo, roll-back or reset
+    branch_step: int | None = None  # the parent's step it branched at (its steps 1..branch_step are copied here)
 
     @property
     def method(self) -> str:
@@ -118,7 +127,7 @@ class RunStore:
 
     # ----- writing ----------------------------------------------------------------------
     def create_run(self, *, settings: dict, dataset: dict, forget_ids, seed: int, retain_batch_size: int,
-                   forget_batch_size: int | None = None, label: str = "") -> str:
+                   forget_batch_size: int | None = None, label: str = "", request_ref: str = "") -> str:
         """Store a new "running" run held by this process; returns its id."""
         if not isinstance(settings, dict) or "method" not in settings:
             raise ValueError(f"settings must be a dict with a 'method' key (rule.settings()), got {settings!r}")
@@ -131,11 +140,44 @@ class RunStore:
         run_id, stamp = uuid.uuid4().hex, now()
         row = (run_id, stamp, stamp, "running", writer_token(), dumps(settings), dumps(dataset),
                dumps([int(i) for i in forget_ids]), int(seed), int(retain_batch_size),
-               None if forget_batch_size is None else int(forget_batch_size), str(label))
+               None if forget_batch_size is None else int(forget_batch_size), str(label), str(request_ref))
         self._db.write(lambda c: c.execute(
             "INSERT INTO runs (id, created, updated, status, writer, settings, dataset, forget_ids, seed,"
-            " retain_batch_size, forget_batch_size, label) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row))
+            " retain_batch_size, forget_batch_size, label, request_ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            row))
         return run_id
+
+    def branch_run(self, run_id: str, step: int) -> str:
+        """A new "running" run continuing ``run_id`` from after ``step`` steps; returns its id.
+
+        The parent stays as it is (finished, if this process held it). The branch copies the
+        parent's settings, data, label and request reference, its steps 1..step with their
+        measurements and checkpoints, so it replays and reports on its own; measurements that
+        belonged to the parent's final report (``REPORT_KEYS``) are left behind.
+        """
+        new_id, stamp = uuid.uuid4().hex, now()
+
+        def work(conn: sqlite3.Connection) -> str:
+            self._check_step(conn, run_id, step, "branch")
+            conn.execute(
+                "INSERT INTO runs (id, created, updated, status, writer, settings, dataset, forget_ids, seed,"
+                " retain_batch_size, forget_batch_size, label, request_ref, parent_id, branch_step)"
+                " SELECT ?, ?, ?, 'running', ?, settings, dataset, forget_ids, seed, retain_batch_size,"
+                " forget_batch_size, label, request_ref, id, ? FROM runs WHERE id = ?",
+                (new_id, stamp, stamp, writer_token(), step, run_id))
+            for table, column in (("steps", "record"), ("checkpoints", "blob")):
+                conn.execute(f"INSERT INTO {table} (run_id, step, {column}) SELECT ?, step, {column} FROM {table}"
+                             " WHERE run_id = ? AND step <= ?", (new_id, run_id, step))
+            rows = conn.execute("SELECT step, metrics FROM evaluations WHERE run_id = ? AND step <= ?",
+                                (run_id, step)).fetchall()
+            kept = [(s, {k: v for k, v in json.loads(m).items() if k not in REPORT_KEYS}) for s, m in rows]
+            conn.executemany("INSERT INTO evaluations (run_id, step, metrics) VALUES (?, ?, ?)",
+                             [(new_id, s, dumps(m)) for s, m in kept if m])
+            conn.execute("UPDATE runs SET status = 'finished' WHERE id = ? AND status = 'running' AND writer = ?",
+                         (run_id, writer_token()))
+            return new_id
+
+        return self._db.write(work)
 
     def append_step(self, run_id: str, record: StepRecord | dict, *,
                     checkpoint: dict[str, torch.Tensor] | None = None, evaluation: dict | None = None) -> None:
@@ -158,19 +200,6 @@ class RunStore:
             if evaluation is not None:
                 conn.execute("INSERT OR REPLACE INTO evaluations (run_id, step, metrics) VALUES (?, ?, ?)",
                              (run_id, step, dumps(evaluation)))
-            conn.execute("UPDATE runs SET updated = ? WHERE id = ?", (now(), run_id))
-
-        self._db.write(work)
-
-    def truncate_steps(self, run_id: str, keep_upto: int) -> None:
-        """Forget steps after ``keep_upto`` with their evaluations and checkpoints (undo, reset)."""
-        if keep_upto < 0:
-            raise ValueError(f"keep_upto must be >= 0, got {keep_upto}")
-
-        def work(conn: sqlite3.Connection) -> None:
-            self._last_step(conn, run_id)
-            for table in ("steps", "evaluations", "checkpoints"):
-                conn.execute(f"DELETE FROM {table} WHERE run_id = ? AND step > ?", (run_id, keep_upto))
             conn.execute("UPDATE runs SET updated = ? WHERE id = ?", (now(), run_id))
 
         self._db.write(work)
@@ -206,8 +235,12 @@ class RunStore:
         self._update(run_id, "status = ?" + (", writer = ?" if status == "running" else ""),
                      (status, writer_token()) if status == "running" else (status,))
 
-    def set_label(self, run_id: str, label: str) -> None:
-        self._update(run_id, "label = ?", (str(label),))
+    def set_label(self, run_id: str, label: str, request_ref: str | None = None) -> None:
+        """Rename the run and, when given, set its request reference: metadata, not a rewrite of its steps."""
+        if request_ref is None:
+            self._update(run_id, "label = ?", (str(label),))
+        else:
+            self._update(run_id, "label = ?, request_ref = ?", (str(label), str(request_ref)))
 
     def _update(self, run_id: str, assignments: str, values: tuple) -> None:
         def work(conn: sqlite3.Connection) -> None:
@@ -238,10 +271,12 @@ class RunStore:
     # ----- reading ----------------------------------------------------------------------
     def get_run(self, run_id: str) -> StoredRun:
         rows = self._db.read("SELECT id, created, updated, status, label, settings, dataset, forget_ids, seed,"
-                          " retain_batch_size, forget_batch_size FROM runs WHERE id = ?", (run_id,))
+                          " retain_batch_size, forget_batch_size, request_ref, parent_id, branch_step"
+                          " FROM runs WHERE id = ?", (run_id,))
         if not rows:
             raise self._missing(run_id)
-        (rid, created, updated, status, label, settings, dataset, forget_ids, seed, rbs, fbs) = rows[0]
+        (rid, created, updated, status, label, settings, dataset, forget_ids, seed, rbs, fbs, ref, parent,
+         branch_step) = rows[0]
         history = self._db.read("SELECT record FROM steps WHERE run_id = ? ORDER BY step", (run_id,))
         evaluations = self._db.read("SELECT step, metrics FROM evaluations WHERE run_id = ? ORDER BY step", (run_id,))
         return StoredRun(
@@ -250,15 +285,18 @@ class RunStore:
             seed=seed, retain_batch_size=rbs, forget_batch_size=fbs,
             history=tuple(json.loads(r[0]) for r in history),
             evaluations=tuple({"step": step, **json.loads(m)} for step, m in evaluations),
+            request_ref=ref, parent_id=parent, branch_step=branch_step,
         )
 
     def list_runs(self) -> pd.DataFrame:
-        """One row per run, newest first: id, created, updated, method, dataset, steps, status, label."""
-        rows = self._db.read("SELECT r.id, r.created, r.updated, r.settings, r.dataset, COUNT(s.step), r.status, r.label"
-                          " FROM runs r LEFT JOIN steps s ON s.run_id = r.id GROUP BY r.id ORDER BY r.created DESC")
+        """One row per run, newest first: ``LIST_COLUMNS``."""
+        rows = self._db.read("SELECT r.id, r.created, r.updated, r.settings, r.dataset, COUNT(s.step), r.status,"
+                          " r.label, r.request_ref, r.parent_id FROM runs r LEFT JOIN steps s ON s.run_id = r.id"
+                          " GROUP BY r.id ORDER BY r.created DESC")
         table = pd.DataFrame(
             [(rid, created, updated, json.loads(settings).get("method", ""), json.loads(dataset).get("name", ""),
-              steps, status, label) for rid, created, updated, settings, dataset, steps, status, label in rows],
+              steps, status, label, ref, parent)
+             for rid, created, updated, settings, dataset, steps, status, label, ref, parent in rows],
             columns=LIST_COLUMNS,
         )
         for column in ("created", "updated"):
@@ -349,10 +387,12 @@ def resume_run(store: RunStore, run_id: str, model: nn.Module | Callable[[], nn.
 
 
 class StoredRunRecorder:
-    """Keeps a run's stored history equal to its in-memory ``history_`` through steps, undo and reset.
+    """Keeps the stored run equal to the in-memory ``history_`` through steps, undo, roll-back and reset.
 
     The app and the CLI step through this object instead of the run; every
     ``checkpoint_every`` steps the weights are stored with the step, bounding a resume's replay.
+    Going back never rewrites the stored run: it continues in a branch (``RunStore.branch_run``)
+    and ``run_id`` names the branch from then on.
     """
 
     def __init__(self, store: RunStore, run_id: str, run: UnlearningRun, *, checkpoint_every: int = 10) -> None:
@@ -371,11 +411,11 @@ class StoredRunRecorder:
 
     @classmethod
     def start(cls, store: RunStore, run: UnlearningRun, *, dataset: dict, forget_ids, label: str = "",
-              checkpoint_every: int = 10) -> StoredRunRecorder:
+              request_ref: str = "", checkpoint_every: int = 10) -> StoredRunRecorder:
         """Store ``run`` as a new run (its base weights as checkpoint 0) and record it from now on."""
         run_id = store.create_run(settings=run.rule.settings(), dataset=dataset, forget_ids=forget_ids, seed=run.seed,
                                   retain_batch_size=run.retain_batch_size, forget_batch_size=run.forget_batch_size,
-                                  label=label)
+                                  label=label, request_ref=request_ref)
         store.save_checkpoint(run_id, 0, run.original_.state_dict())
         if run.points_:
             store.add_evaluation(run_id, 0, run.points_[0])
@@ -398,17 +438,25 @@ class StoredRunRecorder:
             yield record
 
     def undo(self) -> None:
+        """Undo the last step; the stored run keeps it, and a branch at the step before goes on."""
         self.run.undo()
-        self.store.truncate_steps(self.run_id, len(self.run.history_))
+        self._branch()
 
     def rollback(self, step: int) -> None:
-        """Back to the weights after ``step`` steps; the later steps leave the store too."""
+        """Back to the weights after ``step`` steps, going on in a branch; the stored run keeps its later steps."""
         self.run.rollback(step)
-        self.store.truncate_steps(self.run_id, step)
+        self._branch()
 
     def reset(self) -> None:
+        """Back to the original model, going on in an empty branch; the stored run keeps every step."""
         self.run.reset()
-        self.store.truncate_steps(self.run_id, 0)
+        self._branch()
+
+    def _branch(self) -> None:
+        """Continue in a branch of the stored run at the in-memory step, its weights stored as a checkpoint there."""
+        step = len(self.run.history_)
+        self.run_id = self.store.branch_run(self.run_id, step)
+        self.store.save_checkpoint(self.run_id, step, self.run.model_.state_dict())
 
     def evaluate(self, metrics: dict) -> None:
         """Store metrics measured on the current weights (after the latest step)."""

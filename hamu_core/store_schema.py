@@ -78,7 +78,13 @@ _V2 = (
     ) WITHOUT ROWID""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)  # entry i takes user_version i to i + 1
+_V3 = (  # runs are audit records: a went-back run continues as a branch; who asked for it is recorded
+    "ALTER TABLE runs ADD COLUMN request_ref TEXT NOT NULL DEFAULT ''",  # ticket id, requester
+    "ALTER TABLE runs ADD COLUMN parent_id TEXT",  # the run this one branched from (NULL: none)
+    "ALTER TABLE runs ADD COLUMN branch_step INTEGER",  # the parent's step it branched at (NULL: none)
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)  # entry i takes user_version i to i + 1
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = ("runs", "steps", "checkpoints", "evaluations")
 T = TypeVar("T")

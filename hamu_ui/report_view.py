@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
+from datetime import datetime
 
 import pandas as pd
 import streamlit as st
@@ -17,8 +18,9 @@ from plotly.offline import get_plotlyjs
 
 from hamu_core.metrics import AMBER, GREEN, GREY, RED, STATUS_WORDS, Evaluation, verdict
 from hamu_core.models import model_fingerprint
-from hamu_core.report import DEFINITIONS, Report, build_report, key_number_rows
+from hamu_core.report import DEFINITIONS, Report, build_report, conclusion, key_number_rows
 from hamu_core.selection import describe_selection
+from hamu_core.store import StoredRun, StoreError
 from hamu_ui import cache, privacy_view, runs, stepper
 from hamu_ui.session import StudioSession
 from hamu_ui.widgets import Workspace
@@ -71,13 +73,52 @@ def build(session: StudioSession, ws: Workspace, evaluation: Evaluation, finding
                 "run_id": live.run_id, "steps": len(live.history)}
     return build_report(
         settings=settings, dataset={**session.provenance(ws.data), "sizes": evaluation.sizes},
+        record=record(session, ws), created=stored_time(session),
         forget={"size": summary.size, "class_mix": summary.class_mix, "ids": session.forget_ids.tolist()},
         history=[{**record.to_dict(), **live.points[record.step]} for record in live.history],
         evaluation=evaluation.to_dict(), verdict=findings, outcome=outcome(session), privacy=privacy,
+        ledger=session.ledger.to_dict() if session.ledger is not None else None,
         figures_html={caption: figure.to_html(full_html=False, include_plotlyjs=False)
                       for caption, figure in figures.items()},
         plotlyjs=get_plotlyjs(),
     )
+
+
+def record(session: StudioSession, ws: Workspace) -> dict:
+    """What the report states to identify the run: label, request, run and parent, fingerprints."""
+    live = session.live
+    stored = stored_run(session)
+    return {"label": live.label, "request_ref": live.request_ref, "run_id": live.run_id,
+            "parent_id": stored.parent_id if stored else None, "branch_step": stored.branch_step if stored else None,
+            "data_fingerprint": ws.data.fingerprint(), "model_fingerprint": ws.original.key,
+            "forget_hash": session.forget_key}
+
+
+def stored_run(session: StudioSession) -> StoredRun | None:
+    """The live run as stored, or None when it is not (yet) stored or the store cannot be read."""
+    live = session.live
+    if live.run_id is None:
+        return None
+    try:
+        return live.store.get_run(live.run_id)
+    except (KeyError, StoreError):
+        return None
+
+
+def stored_time(session: StudioSession) -> datetime | None:
+    """The stored run's last write: the report's date, so the same run state gives the same report."""
+    stored = stored_run(session)
+    return None if stored is None else datetime.fromisoformat(stored.updated)
+
+
+def metadata_line(session: StudioSession) -> str:
+    """Label, request reference and run (with its parent when it is a branch): what the report is filed under."""
+    live, stored = session.live, stored_run(session)
+    parts = [f"Label: {live.label}" if live.label else "", f"Request: {live.request_ref}" if live.request_ref else "",
+             f"Run {live.run_id}" if live.run_id else "Not stored yet"]
+    if stored is not None and stored.parent_id:
+        parts.append(f"branched from run {stored.parent_id} at step {stored.branch_step}")
+    return " · ".join(part for part in parts if part)
 
 
 def has_outcome(session: StudioSession) -> bool:
@@ -91,7 +132,11 @@ def outcome(session: StudioSession) -> dict:
     run, step = session.live.run, session.live.reported_step
     why = ("the last step (no retrain reference to aim at)" if run.closest_step_ is None
            else "the step closest to the retrain reference")
-    return {"stop": asdict(run.stop_) if run.stop_ else None, "reported_step": step, "reported_why": why}
+    stop = asdict(run.stop_) if run.stop_ else None
+    settled = run.target.nothing_to_do() if run.target is not None and not run.history_ else None
+    if stop is None and settled is not None:  # the page found it before any step loop ran
+        stop = {"kind": "nothing_to_do", "step": 0, "message": f"nothing to do: {settled.evidence()}"}
+    return {"stop": stop, "reported_step": step, "reported_why": why}
 
 
 def outcome_words(session: StudioSession) -> str:
@@ -115,7 +160,9 @@ def show_report(session: StudioSession, ws: Workspace, reference: cache.TrainedM
     live = session.live
     with st.spinner("Evaluating the reported model on every sample (membership attacks included)…"):
         evaluation = run_evaluation(session, ws, reference)
+    st.caption(metadata_line(session))
     st.subheader("Verdict")
+    st.markdown(conclusion(outcome(session), evaluation.to_dict(), asdict(verdict(evaluation)))[1])
     st.markdown(outcome_words(session))
     findings = show_verdict(evaluation)
     st.subheader("Key numbers")
@@ -127,10 +174,11 @@ def show_report(session: StudioSession, ws: Workspace, reference: cache.TrainedM
                    "models); it then appears here and in the HTML report.")
     else:
         privacy_view.show_findings(audit)
-    st.subheader("Charts")
-    figures = stepper.run_figures(live)
+    figures = stepper.run_figures(live) if live.history else {}  # no step: no path, no κ to draw
     if audit is not None:
         figures["Privacy audit: ROC of the strongest attack"] = privacy_view.roc_of(audit, audit.strongest())
+    if figures:
+        st.subheader("Charts")
     columns = [column for _ in range(math.ceil(len(figures) / 2)) for column in st.columns(2)]
     for index, (column, figure) in enumerate(zip(columns, figures.values())):
         column.plotly_chart(figure, key=f"report.chart{index}")
@@ -167,7 +215,14 @@ def run_list(session: StudioSession) -> None:
     if interrupted:
         st.warning(f"{interrupted} run(s) were interrupted (the server stopped mid-run). Open one to resume it: "
                    "its steps are replayed and checked, then you can go on stepping.")
-    st.dataframe(table.assign(id=table["id"].str[:8]), hide_index=True)
+    find_col, order_col = st.columns([2, 1])
+    text = find_col.text_input("Find", key="report.find", placeholder="label, request reference, method or dataset")
+    order = order_col.selectbox("Order", runs.SORTS, key="report.order")
+    table = runs.filter_runs(table, text, order)
+    if table.empty:
+        st.caption(f"No stored run matches {text!r}.")
+        return
+    st.dataframe(table.assign(id=table["id"].str[:8], parent_id=table["parent_id"].str[:8]), hide_index=True)
     ids = table["id"].tolist()
     labels = {run_id: runs.run_label(row) for run_id, row in zip(ids, table.to_dict("records"))}
     current = session.live.run_id if session.live else None

@@ -1,4 +1,4 @@
-"""The app side of the run store: the run id in the page URL, reopening stored runs, deleting them.
+"""The app side of the run store: the run id in the page URL, reopening, finding and deleting stored runs.
 
 Streamlit forgets a session when its tab reloads; the store does not. So the live run's id
 lives in the URL (``?run=<id>``), and a fresh session whose URL carries one rebuilds
@@ -11,6 +11,7 @@ forget set, the method and its settings, and the run itself, replayed and checke
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from hamu_core.builtin_data import DatasetUnavailable
@@ -22,6 +23,7 @@ from hamu_ui import cache
 from hamu_ui.session import LiveRun, StudioSession
 
 RUN_PARAM = "run"  # the query parameter that names the live run
+RECORD_KEYS = ("unlearn.label", "unlearn.request_ref")  # the widgets that show the live run's label and reference
 
 
 def store_or_warn() -> RunStore | None:
@@ -115,6 +117,9 @@ def reopen(session: StudioSession, run_id: str) -> bool:
     session.settings[stored.method] = {k: v for k, v in stored.settings.items() if k not in ("method", "variant")}
     live.key = session.run_key(original.key)
     session.live = live
+    session.run_label, session.request_ref = stored.label, stored.request_ref
+    for key in RECORD_KEYS:  # the Unlearn page's inputs start again from the reopened run's values
+        st.session_state.pop(key, None)
     return True
 
 
@@ -136,8 +141,26 @@ def delete(session: StudioSession, run_id: str) -> None:
     session.notify("info", f"Run {run_id} was deleted.")
 
 
+SORTS = ("newest first", "by label")  # the run list's orders
+
+
+def filter_runs(table: pd.DataFrame, text: str = "", order: str = SORTS[0]) -> pd.DataFrame:
+    """The run list's rows whose label, request reference, method or dataset contain ``text`` (any case),
+    in ``order``: newest first, or by label (then newest first)."""
+    if order not in SORTS:
+        raise ValueError(f"order must be one of {SORTS}, got {order!r}")
+    needle = text.strip().lower()
+    if needle:
+        haystack = table[["label", "request_ref", "method", "dataset"]].astype(str).agg(" ".join, axis=1).str.lower()
+        table = table[haystack.str.contains(needle, regex=False)]
+    if order == "by label":
+        return table.sort_values(["label", "created"], ascending=[True, False], kind="stable")
+    return table.sort_values("created", ascending=False, kind="stable")
+
+
 def run_label(row: dict) -> str:
     """One line per stored run for the run list's picker."""
     status = {"interrupted": "interrupted, resumable", "running": "open"}.get(row["status"], row["status"])
-    return (f"{row['id'][:8]} · {row['method'].upper()} on {row['dataset']} · {row['steps']} steps · "
-            f"{status} · {row['updated']:%Y-%m-%d %H:%M} UTC")
+    named = " · ".join(text for text in (row.get("label"), row.get("request_ref")) if text)
+    return (f"{row['id'][:8]}{' · ' + named if named else ''} · {row['method'].upper()} on {row['dataset']} · "
+            f"{row['steps']} steps · {status} · {row['updated']:%Y-%m-%d %H:%M} UTC")

@@ -26,6 +26,7 @@ from hamu_core.compare import Comparison
 from hamu_core.config import DEFAULTS
 from hamu_core.data import LabelledData
 from hamu_core.experiment import unlearning_run
+from hamu_core.ledger import Ledger
 from hamu_core.models import ModelConfig
 from hamu_core.store import RunStore, StoredRunRecorder, StoreError, resume_run
 from hamu_core.training import TrainConfig
@@ -59,14 +60,18 @@ class LiveRun:
     Given a ``store``, the run is written to it from its first step on (not before, so
     trying settings on the Unlearn page leaves no empty runs behind): every step (with its
     measurement), undo, roll-back and reset goes through a ``StoredRunRecorder``, which is
-    what lets ``reopen`` redraw the charts after a reload. ``dataset`` is what the store keeps
-    to rebuild the run (``StudioSession.provenance``).
+    what lets ``reopen`` redraw the charts after a reload. Going back continues in a branch, a
+    new stored run, so ``run_id`` changes then and the earlier run stays as it was. ``dataset``
+    is what the store keeps to rebuild the run (``StudioSession.provenance``); ``label`` and
+    ``request_ref`` name the run and the request it answers (``describe`` changes them).
     """
 
     def __init__(self, key: tuple, data: LabelledData, model: nn.Module, forget_ids: np.ndarray,
                  method: str, settings: dict, seed: int, *, store: RunStore | None = None,
-                 dataset: dict | None = None, reference: nn.Module | None = None) -> None:
+                 dataset: dict | None = None, reference: nn.Module | None = None, label: str = "",
+                 request_ref: str = "") -> None:
         self.key = key
+        self.label, self.request_ref = label, request_ref
         self.method = method
         self.forget_ids = forget_ids
         self.store, self.dataset = store, dataset or {}
@@ -85,7 +90,8 @@ class LiveRun:
         stored = store.get_run(run_id)
         settings = {k: v for k, v in stored.settings.items() if k not in ("method", "variant")}
         live = cls(key, data, model, np.asarray(stored.forget_ids, dtype=np.int64), stored.method, settings,
-                   stored.seed, store=store, dataset=stored.dataset, reference=reference)
+                   stored.seed, store=store, dataset=stored.dataset, reference=reference, label=stored.label,
+                   request_ref=stored.request_ref)
         fresh = live.run
         live.run = resume_run(store, run_id, model, fresh.retain, fresh.forget, target=fresh.target, probe=fresh.probe)
         live.recorder = StoredRunRecorder(store, run_id, live.run)
@@ -119,8 +125,17 @@ class LiveRun:
         """What steps, undoes and resets: the recorder once the run is stored, the bare run otherwise."""
         if self.recorder is None and self.store is not None:
             self.recorder = StoredRunRecorder.start(self.store, self.run, dataset=self.dataset,
-                                                    forget_ids=self.forget_ids)
+                                                    forget_ids=self.forget_ids, label=self.label,
+                                                    request_ref=self.request_ref)
         return self.recorder or self.run
+
+    def describe(self, label: str, request_ref: str) -> None:
+        """Name the run and the request it answers; a stored run's label and reference change with them."""
+        if (label, request_ref) == (self.label, self.request_ref):
+            return
+        self.label, self.request_ref = label, request_ref
+        if self.recorder is not None:
+            self.store.set_label(self.run_id, label, request_ref)
 
     def close(self) -> None:
         """Mark the stored run finished: the session has moved on to another run.
@@ -182,10 +197,14 @@ class StudioSession:
     focus_id: int | None = None  # the sample shown beside the embedding
     playing: bool = False  # the Unlearn page's Play is on
     stop_when: tuple[str, ...] = DEFAULT_STOP  # the Unlearn page's stop rules (UnlearningRun.steps)
+    run_label: str = ""  # the Unlearn page's name for the run, stored with it
+    request_ref: str = ""  # the request the run answers (ticket id, requester), stored with it and reported
     notices: list[tuple[str, str]] = field(default_factory=list)  # (kind, text) to show once: "error", "warning", "info", "success"
     comparison: tuple[tuple, Comparison] | None = None  # Compare page: (what it ran on, its result)
+    ledger: Ledger | None = None  # Requests page: the last request ledger run, listed by the Report page
     durability_checked: tuple | None = None  # Inspect: the run state the durability check was last asked for
     audit_for: tuple | None = None  # Inspect: the run state (and bank size) the privacy audit was last asked for
+    grow: tuple | None = None  # Compare, "what if the request grows": (what the two runs were built from, outcomes)
     url_read: bool = False  # the page URL's run id was read (once per browser session, or on a reopen request)
 
     @property

@@ -76,24 +76,19 @@ STOP_NOTICE = {"reached_reference": "success", "nothing_to_do": "success", "unav
 
 
 def act(session: StudioSession, action: str, n: int = 1) -> None:
-    """Button callback: step, run, undo, roll back to step ``n``, reset or toggle play on the live run."""
+    """Button callback: step, run, undo, roll back to step ``n``, reset or toggle play on the live run.
+
+    Undo, roll-back and reset leave the stored run as it was and go on in a branch of it (a
+    new run id), so a report already filed can always be regenerated; the notice says so.
+    """
     live = session.live
     if live is None:
         return
     if action == "play":
         session.playing = not session.playing
         return
-    if action == "undo":
-        if live.run.can_undo:
-            live.undo()
-        return
-    if action == "rollback":
-        live.rollback(n)
-        session.notify("info", f"Rolled back to step {n}, the step closest to the retrain reference.")
-        return
-    if action == "reset":
-        session.playing = False
-        live.reset()
+    if action in ("undo", "rollback", "reset"):
+        go_back(session, action, n)
         return
     done = len(live.history)
     try:
@@ -108,6 +103,25 @@ def act(session: StudioSession, action: str, n: int = 1) -> None:
         session.playing = False
         prefix = "The step failed and was undone" if stop.kind == "diverged" else "Stopped"
         session.notify(STOP_NOTICE[stop.kind], f"{prefix}: {stop.message}.")
+
+
+def go_back(session: StudioSession, action: str, n: int) -> None:
+    """Undo, roll back to step ``n`` or reset the live run, keeping the stored run it leaves."""
+    live = session.live
+    if action == "undo" and not live.run.can_undo:
+        return
+    session.playing = False
+    left, steps = live.run_id, len(live.history)
+    try:
+        {"undo": live.undo, "rollback": lambda: live.rollback(n), "reset": live.reset}[action]()
+    except (KeyError, StoreError) as err:
+        session.notify("error", f"The run went back in memory, but its branch could not be stored: {err}")
+        return
+    where = {"undo": f"Undid step {steps}", "rollback": f"Rolled back to step {n}, the step closest to the retrain "
+             "reference", "reset": "Reset to the original model"}[action]
+    kept = (f" Run `{left}` keeps its {steps} steps; this continues as run `{live.run_id}`, a branch of it."
+            if left and left != live.run_id else "")
+    session.notify("info", f"{where}.{kept}")
 
 
 STOP_LABELS = (
@@ -127,6 +141,17 @@ def stop_choices(session: StudioSession) -> None:
         if st.checkbox(label, value=rule in session.stop_when, key=f"unlearn.stop.{rule}", help=help_text):
             chosen.append(rule)
     session.stop_when = tuple(chosen)
+
+
+def record_fields(session: StudioSession) -> None:
+    """The run's label and request reference: metadata the run list and the report show, never a new run."""
+    left, right = st.columns(2)
+    session.run_label = left.text_input("Label", value=session.run_label, key="unlearn.label", max_chars=120,
+                                        placeholder="e.g. erasure of customer 1042",
+                                        help="A name for the run in the run list and on its report.")
+    session.request_ref = right.text_input("Request reference", value=session.request_ref, key="unlearn.request_ref",
+                                           max_chars=120, placeholder="e.g. DSR-2026-118, J. Smith",
+                                           help="The ticket id or requester this run answers; the report states it.")
 
 
 def standing_note(session: StudioSession) -> None:
@@ -154,7 +179,7 @@ def standing_note(session: StudioSession) -> None:
     left.caption(text + " The report describes the closest step.")
     right.button(f"Roll back to step {closest}", key="unlearn.rollback", on_click=act,
                  args=(session, "rollback", closest), width="stretch",
-                 help="Return to the weights after that step; the later steps are dropped.")
+                 help="Return to the weights after that step and go on as a new run; the stored run keeps every step.")
 
 
 def buttons(session: StudioSession) -> None:
@@ -171,9 +196,11 @@ def buttons(session: StudioSession) -> None:
                    help=f"Keep stepping, {DEFAULTS.play_steps} steps every {DEFAULTS.play_interval_s:g} s.",
                    width="stretch")
     cols[4].button("Undo", key="unlearn.undo", on_click=act, args=(session, "undo"), disabled=not live.run.can_undo,
-                   help="Restore the weights before the last step.", width="stretch")
+                   help="Restore the weights before the last step and go on as a new run; the stored run keeps "
+                   "that step.", width="stretch")
     cols[5].button("Reset", key="unlearn.reset", on_click=act, args=(session, "reset"),
-                   disabled=not live.history, help="Back to the original model.", width="stretch")
+                   disabled=not live.history, help="Back to the original model, as a new run; the stored run keeps "
+                   "every step and stays reportable.", width="stretch")
 
 
 def scoreboard(frame: pd.DataFrame, reference: dict | None) -> None:
@@ -227,6 +254,11 @@ def charts(session: StudioSession) -> None:
         columns[-1].info("The hardness diagram explains HAMU's steps; pick HAMU-Q or HAMU-U to see it.")
 
 
+def fingerprinted(session: StudioSession, ws: Workspace) -> dict:
+    """The session's provenance with the original model's and the forget set's fingerprints, which reports state."""
+    return {**session.provenance(ws.data), "model_fingerprint": ws.original.key, "forget_hash": session.forget_key}
+
+
 def live_run(session: StudioSession, ws: Workspace, reference: nn.Module | None) -> LiveRun | None:
     """The session's run, rebuilt when the data, model, forget set, method or settings changed.
 
@@ -239,9 +271,13 @@ def live_run(session: StudioSession, ws: Workspace, reference: nn.Module | None)
         try:
             session.live = LiveRun(key, ws.data, ws.original.model, session.forget_ids, session.method,
                                    session.method_settings(session.method), session.seed,
-                                   store=runs.store_or_warn(), dataset=session.provenance(ws.data),
-                                   reference=reference)
+                                   store=runs.store_or_warn(), dataset=fingerprinted(session, ws),
+                                   reference=reference, label=session.run_label, request_ref=session.request_ref)
         except ValueError as err:
             st.error(f"A run cannot start with these settings: {err}")
             return None
+    try:
+        session.live.describe(session.run_label, session.request_ref)
+    except (KeyError, StoreError) as err:
+        st.warning(f"The run's label and request reference could not be stored: {err}")
     return session.live

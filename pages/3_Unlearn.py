@@ -4,7 +4,7 @@ import streamlit as st
 
 from hamu_core.config import DEFAULTS
 from hamu_core.methods import METHOD_HELP, METHODS
-from hamu_ui import runs, stepper, widgets
+from hamu_ui import runs, stepper, teaching_view, widgets
 from hamu_ui.session import get_session
 
 session = get_session()
@@ -24,6 +24,7 @@ with widgets.status_line(session) as status:
         with st.expander("Settings (changing one starts a fresh run)", expanded=False):
             session.settings[session.method] = widgets.settings_form(session.method, current)
         stepper.stop_choices(session)
+        stepper.record_fields(session)
     if stepper.live_run(session, ws, None if reference is None else reference.model) is None:
         st.stop()
 
@@ -38,5 +39,6 @@ with widgets.status_line(session) as status:
         stepper.charts(session)
         widgets.show_status(status, session)
         runs.write_url(session)
+        teaching_view.show(session)
 
     st.fragment(run_every=DEFAULTS.play_interval_s if session.playing else None)(panel)(session.playing)

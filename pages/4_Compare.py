@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from hamu_ui import compare_view, widgets
+from hamu_ui import compare_view, grow_view, widgets
 from hamu_ui.session import get_session
 
 session = get_session()
@@ -20,6 +20,7 @@ with widgets.status_line(session):
     stop_when = compare_view.choose_stop(reference is not None)
     if st.button("Run the comparison", key="compare.run", type="primary", disabled=not specs):
         compare_view.run(session, ws, specs, int(steps), stop_when, reference)
+    grow_view.section(session, ws)
     result = compare_view.stored(session, ws)
     if result is None:
         st.stop()

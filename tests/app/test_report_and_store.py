@@ -85,9 +85,11 @@ def test_each_step_is_stored_as_it_is_taken(stepped, data_dir):
     assert stored.dataset["name"] == "digits" and stored.dataset["model"]["arch"] == "mlp"
     assert at.query_params["run"] == run_id
     at.button(key="unlearn.undo").click().run()
-    assert len(RunStore(data_dir).get_run(run_id).history) == STEPS - 1
+    branch = studio(at).live.run_id  # undo goes on in a branch: the stored run keeps its steps
+    assert branch != run_id and len(RunStore(data_dir).get_run(run_id).history) == STEPS
+    assert len(RunStore(data_dir).get_run(branch).history) == STEPS - 1 and at.query_params["run"] == branch
     at.button(key="unlearn.step").click().run()
-    assert len(RunStore(data_dir).get_run(run_id).history) == STEPS
+    assert len(RunStore(data_dir).get_run(branch).history) == STEPS
 
 
 def test_report_shows_a_verdict_and_three_downloads(stepped, downloads):
@@ -103,7 +105,8 @@ def test_report_shows_a_verdict_and_three_downloads(stepped, downloads):
     history = pd.read_csv(io.BytesIO(files["Run history (CSV)"]))
     assert history["step"].tolist() == [1, 2, 3]
     report = json.loads(files["Settings and metrics (JSON)"])
-    assert report["settings"]["run_id"] == run_id and len(report["history"]) == STEPS
+    assert report["settings"]["run_id"] == studio(at).live.run_id and len(report["history"]) == STEPS
+    assert report["record"]["parent_id"] == run_id  # the live run is the branch the undo above started
     assert set(report["verdict"]) == {"forgotten", "cost", "attack"}
     assert report["evaluation"]["current"]["accuracy"]["forget"] == pytest.approx(
         studio(at).live.frame()["forget_acc"].iloc[-1], abs=1e-9)

@@ -129,8 +129,8 @@ def test_a_random_five_percent_request_ends_with_nothing_to_do(page: Page, studi
     assert "nothing to do" in html and "Verdict" in html
 
 
-def test_a_privacy_audit_runs_from_the_inspect_page_and_reads_in_words(page: Page, studio_url):
-    """A data-protection officer's question, asked in the browser: could someone still tell?"""
+def forget_class_3_and_run_20(page: Page, studio_url: str) -> None:
+    """Open the Studio, choose digit class 3 as the forget set, and take 20 HAMU-Q steps on Unlearn."""
     page.goto(studio_url)
     expect(page.get_by_text("Original model ready")).to_be_visible()
     page.get_by_role("link", name="Forget set").click()
@@ -141,6 +141,11 @@ def test_a_privacy_audit_runs_from_the_inspect_page_and_reads_in_words(page: Pag
     page.get_by_role("link", name="Unlearn").click()
     page.get_by_role("button", name="Run 20").click()
     expect(page.get_by_text("Trade-off path: 20 points")).to_be_visible()
+
+
+def test_a_privacy_audit_runs_from_the_inspect_page_and_reads_in_words(page: Page, studio_url):
+    """A data-protection officer's question, asked in the browser: could someone still tell?"""
+    forget_class_3_and_run_20(page, studio_url)
 
     page.get_by_role("link", name="Inspect").click()
     shadows = page.get_by_role("combobox", name="Shadow models")
@@ -153,3 +158,23 @@ def test_a_privacy_audit_runs_from_the_inspect_page_and_reads_in_words(page: Pag
     sentence = verdict.locator("xpath=..").inner_text()
     assert re.search(r"\[\d", sentence), sentence  # the verdict carries its interval
     expect(page.get_by_text(re.compile(r"ROC on log-log axes"))).to_be_visible()
+
+
+def test_two_requests_in_sequence_then_the_report_lists_both(page: Page, studio_url):
+    """Issue 11: requests answered one after another on the Requests page, then filed with the report."""
+    forget_class_3_and_run_20(page, studio_url)
+
+    page.get_by_role("link", name="Requests").click()
+    box = page.get_by_role("textbox", name="Requests, one per line")
+    box.fill("class 3\nrandom 0.05")
+    box.press("Control+Enter")  # commit the text before the button reruns the page
+    settled(page)
+    page.get_by_role("button", name="Answer the requests").click()
+    expect(page.get_by_text("2 requests answered")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^Request 2 \(random 0\.05\): unlearning took"))).to_be_visible()
+
+    page.get_by_role("link", name="Report").click()
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Report (HTML)").click()
+    html = Path(info.value.path()).read_text(encoding="utf-8")
+    assert "Request ledger" in html and "<td>class 3</td>" in html and "<td>random 0.05</td>" in html

@@ -11,12 +11,13 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from hamu_core.experiment import ExperimentSpec, ForgetChoice, prepare
+from hamu_core.experiment import ExperimentSpec, ForgetChoice, prepare, stored_report
 from hamu_core.models import ModelConfig
 from hamu_core.store import RunStore, replay_run
 from hamu_core.training import TrainConfig
@@ -44,7 +45,7 @@ def trained(home) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def stored_run(home, trained) -> tuple[str, subprocess.CompletedProcess]:
     done = cli(home, "run", *RECIPE, "--method", "hamu-q", "--steps", "12", "--seed", "2", "--set", "constraint=0.01",
-               "--until", "none", "--quiet")
+               "--until", "none", "--quiet", "--label", "class 0 erasure", "--request-ref", "DSR-2026-118, J. Smith")
     assert done.returncode == 0, done.stderr
     run_id = next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("run_id:"))
     return run_id, done
@@ -110,6 +111,35 @@ def test_report_writes_html_json_and_csv_for_a_run_prefix(stored_run, home, tmp_
     report = json.loads((tmp_path / f"run-{run_id}.json").read_text())
     assert len(report["history"]) == 12 and report["evaluation"]["current"]["accuracy"]["forget"] is not None
     assert len(pd.read_csv(tmp_path / f"run-{run_id}.csv")) == 12
+
+
+def test_label_and_request_reference_round_trip_to_the_list_and_the_report(stored_run, home, tmp_path):
+    run_id, _ = stored_run
+    with RunStore(home) as store:
+        stored = store.get_run(run_id)
+    assert (stored.label, stored.request_ref) == ("class 0 erasure", "DSR-2026-118, J. Smith")
+    listed = cli(home, "list")
+    assert listed.returncode == 0 and "DSR-2026-118, J. Smith" in listed.stdout and "class 0 erasure" in listed.stdout
+    assert cli(home, "report", run_id, "--format", "json", "--out-dir", str(tmp_path)).returncode == 0
+    record = json.loads((tmp_path / f"run-{run_id}.json").read_text())["record"]
+    assert (record["label"], record["request_ref"], record["run_id"]) == ("class 0 erasure", "DSR-2026-118, J. Smith",
+                                                                         run_id)
+    assert record["data_fingerprint"] == stored.dataset["fingerprint"] and record["forget_hash"]
+    assert record["model_fingerprint"] == stored.dataset["model_fingerprint"] and record["software_version"]
+
+
+def test_a_report_regenerated_from_the_store_is_byte_identical(stored_run, home, tmp_path):
+    run_id, _ = stored_run
+    with RunStore(home) as store:
+        first, second = stored_report(store.get_run(run_id)).to_html(), stored_report(store.get_run(run_id)).to_html()
+        updated = store.get_run(run_id).updated
+    assert first == second and "DSR-2026-118, J. Smith" in first
+    files = []
+    for name in ("a", "b"):
+        assert cli(home, "report", run_id, "--out-dir", str(tmp_path / name)).returncode == 0
+        files.append({fmt: (tmp_path / name / f"run-{run_id}.{fmt}").read_bytes() for fmt in ("html", "json", "csv")})
+    assert files[0] == files[1] and files[0]["html"] == first.encode()
+    assert json.loads(files[0]["json"])["created"] == datetime.fromisoformat(updated).isoformat(timespec="seconds")
 
 
 def test_stored_cli_run_replays_to_the_same_history(stored_run, home, monkeypatch):

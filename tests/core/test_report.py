@@ -155,7 +155,7 @@ def test_html_states_the_verdict_numbers_and_definitions(run_data):
                    "Chen et al. ICML 2026"):
         assert source in text
     assert f"{run_data['forget']['size']} samples" in text
-    assert "2026-01-02T03:04:05+00:00" in text
+    assert "Created 2 January 2026, 03:04 UTC" in text  # a date a reader reads, not ISO 8601
 
 
 def test_html_escapes_user_strings(run_data):
@@ -235,3 +235,55 @@ def test_a_privacy_audit_is_a_section_of_the_html_and_json_report():
     assert "Strongest attack: LiRA (Carlini et al. 2022)." in html and "unresolved: below 1/360" in html
     assert json.loads(report.to_json())["privacy"]["verdict"].startswith("LiRA finds")
     assert "Privacy audit" not in build_report(settings={}, dataset={}, forget={}, history=[]).to_html()
+
+
+def h2_texts(html: str) -> list[str]:
+    return [part.split("</h2>", 1)[0] for part in html.split("<h2>")[1:]]
+
+
+def test_every_heading_appears_once(run_data):
+    privacy = {"verdict": "v", "strongest": "s", "header": ["a"], "rows": [["b"]]}
+    html = make(run_data, privacy=privacy, outcome={"stop": {"kind": "step_limit", "step": 5, "message": "m"},
+                                                    "reported_step": 5}).to_html()
+    headings = h2_texts(html)
+    assert len(headings) == len(set(headings)) and {"Conclusion", "Record", "Verdict", "Settings"} <= set(headings)
+
+
+def test_the_report_states_request_version_and_fingerprints(run_data):
+    from hamu_core.report import software_version
+
+    record = {"label": "customer 1042", "request_ref": "DSR-2026-118 <J. Smith>", "run_id": "abc", "parent_id": "p0",
+              "branch_step": 3, "data_fingerprint": "d1", "model_fingerprint": "m1", "forget_hash": "f1"}
+    report = make(run_data, record=record)
+    text = " ".join(parse(report.to_html()).text)
+    assert "Request:" in text and "DSR-2026-118 <J. Smith>" in text  # escaped, shown as text
+    for value in ("customer 1042", "p0", "d1", "m1", "f1", software_version()):
+        assert value in text
+    assert software_version() == "0.1.0"  # pyproject's version of the installed package
+    assert json.loads(report.to_json())["record"]["request_ref"] == "DSR-2026-118 <J. Smith>"
+
+
+def _finding(status):
+    return {"question": "q", "status": status, "sentence": "s"}
+
+
+def _ev(forget, retain, test=0.9):
+    scores = {"accuracy": {"forget": forget, "retain": retain, "test": test}}
+    return {"current": scores, "retrain": {"accuracy": {"forget": 0.0, "retain": 0.99, "test": 0.9}}}
+
+
+@pytest.mark.parametrize("stop, forgotten, cost, evaluation, kind, words", [
+    ("nothing_to_do", "grey", "green", None, "not needed", "no unlearning step was taken"),
+    ("reached_reference", "green", "green", _ev(0.0, 0.98), "done", "forget accuracy 0.0% (retrained model: 0.0%)"),
+    ("unavoidable", "amber", "amber", _ev(0.3, 0.9), "not achievable without damage",
+     "forget accuracy 30.0% (retrained model: 0.0%), retain accuracy 90.0% (retrained model: 99.0%)"),
+    ("step_limit", "red", "green", _ev(0.8, 0.99), "not achievable without damage", "far from the retrained one"),
+    ("step_limit", "amber", "green", _ev(0.2, 0.99), "not concluded", "neither reached"),
+])
+def test_the_conclusion_follows_the_stored_outcome(stop, forgotten, cost, evaluation, kind, words):
+    from hamu_core.report import conclusion
+
+    outcome = {"stop": {"kind": stop, "step": 4, "message": "why"}, "reported_step": 4}
+    verdict = {"forgotten": _finding(forgotten), "cost": _finding(cost), "attack": _finding("grey")}
+    got_kind, text = conclusion(outcome, evaluation, verdict)
+    assert got_kind == kind and words in text

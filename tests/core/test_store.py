@@ -3,6 +3,7 @@ writing processes, and a real process killed mid-run then resumed bit for bit.""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import math
@@ -106,27 +107,66 @@ def test_the_default_store_lives_in_hamu_data_dir(tmp_path, monkeypatch):
     assert (tmp_path / "data" / "runs.sqlite").is_file()
 
 
-def test_the_stored_history_follows_undo_and_reset(tmp_path, problem):
+def test_undo_rollback_and_reset_keep_the_stored_run_and_go_on_in_branches(tmp_path, problem):
+    """A run is an audit record: going back never empties or rewrites it; a branch carries on."""
     store = RunStore(tmp_path)
-    rec = start(store, problem, checkpoint_every=2)
+    rec = start(store, problem, checkpoint_every=2, label="erasure", request_ref="DSR-7")
 
     def same():
         stored = store.get_run(rec.run_id).history
         return [canonical(r) for r in stored] == [canonical(r) for r in rec.run.history_]
 
     list(rec.steps(5, None))
-    rec.evaluate({"acc": 1.0})
-    assert same() and store.checkpoint_steps(rec.run_id) == [0, 2, 4]
+    rec.evaluate({"acc": 1.0, "evaluation": {"x": 1}, "verdict": {}})
+    first = rec.run_id
+    five = [canonical(r) for r in rec.run.history_]
+    before = store.get_run(first)
+
     rec.undo()
-    rec.undo()
-    assert same() and len(rec.run.history_) == 3
-    assert store.checkpoint_steps(rec.run_id) == [0, 2] and store.get_run(rec.run_id).evaluations == ()
-    next(rec.steps(1, None))
-    assert same() and len(rec.run.history_) == 4
+    undone = rec.run_id
+    assert undone != first and same() and len(rec.run.history_) == 4
+    assert store.get_run(first) == dataclasses.replace(before, status="finished")  # the first run is as it was...
+    assert store.checkpoint_steps(first) == [0, 2, 4]
+    branch = store.get_run(undone)
+    assert (branch.parent_id, branch.branch_step, branch.label, branch.request_ref) == (first, 4, "erasure", "DSR-7")
+    assert store.checkpoint_steps(undone) == [0, 2, 4] and branch.status == "running"
+    assert all("evaluation" not in e for e in branch.evaluations)  # the parent's report stays the parent's
+
+    list(rec.steps(2, None))
+    rec.rollback(3)
+    rolled = rec.run_id
+    assert same() and store.get_run(rolled).branch_step == 3 and len(store.get_run(undone).history) == 6
     rec.reset()
-    assert same() and rec.run.history_ == [] and store.checkpoint_steps(rec.run_id) == [0]
+    assert same() and rec.run.history_ == [] and store.get_run(rec.run_id).parent_id == rolled
     list(rec.steps(2, None))
     assert same()
+    assert [canonical(r) for r in store.get_run(first).history] == five  # ...and after all of that
+    statuses = dict(zip(store.list_runs()["id"], store.list_runs()["status"]))
+    assert len(statuses) == 4 and [statuses[r] for r in (first, undone, rolled)] == ["finished"] * 3
+    for rid in (undone, rolled):  # each branch replays on its own, from the base model
+        resume_run(store, rid, problem[0], problem[1], problem[2])
+
+
+def test_the_store_cannot_rewrite_a_run(tmp_path):
+    assert not any("truncate" in name or "DELETE FROM steps" in inspect.getsource(getattr(RunStore, name))
+                   for name in dir(RunStore) if inspect.isfunction(getattr(RunStore, name)))
+    store = RunStore(tmp_path)
+    rid = store.create_run(settings={"method": "ga"}, dataset={}, forget_ids=[1], seed=0, retain_batch_size=4)
+    with pytest.raises(ValueError, match=r"branch step must lie in \[0, 0\]"):
+        store.branch_run(rid, 1)
+
+
+def test_label_and_request_reference_are_metadata(tmp_path, problem):
+    store = RunStore(tmp_path)
+    rec = start(store, problem)
+    list(rec.steps(2, None))
+    history = store.get_run(rec.run_id).history
+    store.set_label(rec.run_id, "renamed", "DSR-9, A. Person")
+    stored = store.get_run(rec.run_id)
+    assert (stored.label, stored.request_ref, stored.history) == ("renamed", "DSR-9, A. Person", history)
+    store.set_label(rec.run_id, "again")
+    row = store.list_runs().iloc[0]
+    assert (row.label, row.request_ref, row.parent_id) == ("again", "DSR-9, A. Person", None)
 
 
 def test_a_failed_write_takes_the_step_back_out_of_memory(tmp_path, problem):
@@ -163,7 +203,7 @@ def test_unknown_run_ids_raise_key_errors_naming_the_id(tmp_path):
     store = RunStore(tmp_path)
     calls = [
         lambda rid: store.get_run(rid), lambda rid: store.append_step(rid, {"step": 1}),
-        lambda rid: store.truncate_steps(rid, 0), lambda rid: store.add_evaluation(rid, 0, {"a": 1}),
+        lambda rid: store.branch_run(rid, 0), lambda rid: store.add_evaluation(rid, 0, {"a": 1}),
         lambda rid: store.save_checkpoint(rid, 0, {"w": torch.zeros(1)}), lambda rid: store.load_checkpoint(rid),
         lambda rid: store.set_status(rid, "failed"), lambda rid: store.delete_run(rid),
         lambda rid: store.resume_point(rid),
@@ -398,7 +438,7 @@ def test_a_version_1_store_is_migrated_with_its_runs_intact(tmp_path, problem):
 
     store = RunStore(path)
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     conn.close()
     stored = store.get_run("old")
     assert stored.label == "" and stored.evaluations == () and stored.status == "finished"
@@ -409,6 +449,39 @@ def test_a_version_1_store_is_migrated_with_its_runs_intact(tmp_path, problem):
     row = store.list_runs().iloc[0]
     assert (row.id, row.steps, row.label, row.method) == ("old", 3, "from v1", "hamu-q")
     replay_run(stored, problem[0], problem[1], problem[2])  # the migrated run still replays exactly
+
+
+V2_DDL = V1_DDL.replace("PRAGMA user_version = 1;", """
+ALTER TABLE runs ADD COLUMN label TEXT NOT NULL DEFAULT '';
+CREATE TABLE evaluations (run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE, step INTEGER NOT NULL,
+    metrics TEXT NOT NULL, PRIMARY KEY (run_id, step)) WITHOUT ROWID;
+PRAGMA user_version = 2;
+""")  # the released v2 format, frozen here like v1
+
+
+def test_a_version_2_store_gains_request_references_and_branches(tmp_path, problem):
+    run = new_run(problem)
+    run.run(3)
+    path = tmp_path / "runs.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(V2_DDL)
+        conn.execute("INSERT INTO runs VALUES ('v2', '2025-01-02T03:04:05.000+00:00', '2025-01-02T03:04:05.000+00:00',"
+                     " 'finished', 'elsewhere:1:1', ?, '{\"name\": \"tiny\"}', '[80, 81]', 3, 32, NULL, 'named')",
+                     (json.dumps(run.rule.settings()),))
+        for record in run.history_:
+            conn.execute("INSERT INTO steps VALUES ('v2', ?, ?)", (record.step, json.dumps(record.to_dict())))
+        conn.execute("INSERT INTO evaluations VALUES ('v2', 3, '{\"acc\": 0.5}')")
+    conn.close()
+
+    store = RunStore(path)
+    stored = store.get_run("v2")
+    assert (stored.label, stored.request_ref, stored.parent_id, stored.branch_step) == ("named", "", None, None)
+    assert [canonical(r) for r in stored.history] == [canonical(r) for r in run.history_]
+    assert stored.evaluations == ({"step": 3, "acc": 0.5},)
+    branch = store.get_run(store.branch_run("v2", 2))
+    assert (branch.parent_id, branch.branch_step, len(branch.history), branch.label) == ("v2", 2, 2, "named")
+    assert store.get_run("v2") == stored  # held by another process: left exactly as it was
+    replay_run(stored, problem[0], problem[1], problem[2])
 
 
 # ----- concurrency --------------------------------------------------------------------------

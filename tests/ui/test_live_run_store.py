@@ -1,7 +1,8 @@
 """The live run writes itself to the run store and comes back from it, without a Streamlit run.
 
-A small untrained MLP on digits: what is checked is that the store follows every step,
-undo and reset, and that a reopened run replays to the same records and measurements.
+A small untrained MLP on digits: what is checked is that the store follows every step, that
+undo and reset keep the stored run and go on in a branch, and that a reopened run replays to
+the same records and measurements.
 """
 
 import json
@@ -23,23 +24,31 @@ def texts(live: LiveRun) -> list[str]:
     return [json.dumps(r.to_dict() | {"wall_ms": 0}, sort_keys=True) for r in live.history]
 
 
-def test_the_store_follows_steps_undo_and_reset(digits, model, tmp_path):
+def test_the_store_follows_steps_and_going_back_branches(digits, model, tmp_path):
     store = RunStore(tmp_path)
     live = LiveRun(("key",), digits, model, select_class(digits, 3), "hamu-q", SETTINGS, seed=0,
-                   store=store, dataset={"name": "digits"})
+                   store=store, dataset={"name": "digits"}, label="first", request_ref="DSR-1")
     assert live.run_id is None and store.list_runs().empty  # nothing stored before the first step
     live.step(3)
-    stored = store.get_run(live.run_id)
+    first = live.run_id
+    stored = store.get_run(first)
     assert [r["step"] for r in stored.history] == [1, 2, 3] and stored.dataset == {"name": "digits"}
     assert [{k: v for k, v in e.items() if k != "step"} for e in stored.evaluations] == live.points
+    assert (stored.label, stored.request_ref) == ("first", "DSR-1")
     live.undo()
-    assert len(store.get_run(live.run_id).history) == 2 and len(store.get_run(live.run_id).evaluations) == 3
+    branch = store.get_run(live.run_id)
+    assert live.run_id != first and len(store.get_run(first).history) == 3  # the first run keeps its steps
+    assert (len(branch.history), len(branch.evaluations), branch.parent_id, branch.branch_step) == (2, 3, first, 2)
+    live.describe("renamed", "DSR-2")
+    assert (store.get_run(live.run_id).label, store.get_run(first).label) == ("renamed", "first")
     reopened = LiveRun.reopen(("key",), digits, model, store, live.run_id)
     assert texts(reopened) == texts(live) and reopened.points == live.points
+    assert (reopened.label, reopened.request_ref) == ("renamed", "DSR-2")
     reopened.reset()
-    assert store.get_run(live.run_id).history == () and len(store.get_run(live.run_id).evaluations) == 1
+    assert store.get_run(reopened.run_id).history == () and store.get_run(reopened.run_id).parent_id == branch.id
+    assert len(store.get_run(branch.id).history) == 2 and len(store.list_runs()) == 3
     live.close()
-    assert store.get_run(live.run_id).status == "finished"
+    assert store.get_run(first).status == "finished"
 
 
 def test_a_run_stored_without_measurements_reopens_with_gaps_and_measured_replays(digits, model, tmp_path):
