@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 import hamu_core
-from hamu_core.metrics import FAR_ACCURACY, GREEN, RED, STATUS_WORDS, wilson_interval
+from hamu_core.metrics import AMBER, FAR_ACCURACY, GREEN, RED, STATUS_WORDS, wilson_interval
 from hamu_core.privacy import FAR_AUC
 
 TITLE = "HAMU Studio unlearning report"
@@ -149,9 +149,10 @@ def conclusion(outcome: Mapping | None, evaluation: Mapping | None, verdict: Map
     Read from the stored outcome and verdict only: the stop kind "nothing_to_do" means not
     needed; a reported step whose forget set matches the reference (or that the stop rule
     "reached_reference" ended at) with a cost within noise is done; a stop because degradation
-    became unavoidable, a forget set still far from the reference, or a cost far off is not
-    achievable without damage. Anything else (no evaluation, a run stopped short) is said to
-    be not concluded rather than guessed.
+    became unavoidable, or a cost far off, is not achievable without damage. A run stopped by
+    the steps asked for before its forget set got there is not concluded *yet* — a forget set
+    still far from the reference says nothing about what further steps would cost. Anything
+    else (no evaluation) is said to be not concluded rather than guessed.
     """
     stop = (outcome or {}).get("stop") or {}
     kind = stop.get("kind")
@@ -171,12 +172,17 @@ def conclusion(outcome: Mapping | None, evaluation: Mapping | None, verdict: Map
     if reached and status.get("cost") == GREEN:
         return "done", (f"Done. {model.capitalize()} forgets the forget set like the model retrained without it, "
                         f"within noise ({forget}), at a cost within noise on the data kept ({retain}; {test}).")
-    if kind == "unavoidable" or RED in (status.get("forgotten"), status.get("cost")):
+    if kind == "unavoidable" or status.get("cost") == RED:
         why = (f"unlearning stopped because {_fmt(stop.get('message'))}" if kind == "unavoidable"
-               else "the model is far from the retrained one")
+               else "the data that must be kept already paid for the forgetting, far beyond noise")
         return "not achievable without damage", (
             f"Not achievable without damage: {why}. {model.capitalize()} has {forget}, {retain} and {test}; "
             "forgetting further would cost accuracy on the data that must be kept.")
+    if kind in (None, "step_limit") and status.get("forgotten") in (AMBER, RED):
+        return "not concluded", (
+            f"Not concluded yet: {model} has {forget}, {retain} and {test}. The run stopped after the steps it was "
+            "asked for, before its forget set reached the retrained model's; take more steps on Unlearn (with the "
+            "stop rules on) or retrain.")
     return "not concluded", (
         f"Not concluded: {model} has {forget}, {retain} and {test}"
         + (f"; the run ended because {_fmt(stop.get('message'))}" if stop.get("message") else "")

@@ -277,8 +277,11 @@ def _ev(forget, retain, test=0.9):
     ("reached_reference", "green", "green", _ev(0.0, 0.98), "done", "forget accuracy 0.0% (retrained model: 0.0%)"),
     ("unavoidable", "amber", "amber", _ev(0.3, 0.9), "not achievable without damage",
      "forget accuracy 30.0% (retrained model: 0.0%), retain accuracy 90.0% (retrained model: 99.0%)"),
-    ("step_limit", "red", "green", _ev(0.8, 0.99), "not achievable without damage", "far from the retrained one"),
-    ("step_limit", "amber", "green", _ev(0.2, 0.99), "not concluded", "neither reached"),
+    # a run stopped by the steps asked for, half way there: not a proof that forgetting costs damage
+    ("step_limit", "red", "green", _ev(0.8, 0.99), "not concluded", "Not concluded yet"),
+    ("step_limit", "amber", "green", _ev(0.2, 0.99), "not concluded", "before its forget set reached"),
+    ("step_limit", "green", "red", _ev(0.0, 0.6), "not achievable without damage", "already paid"),
+    ("refused", "amber", "green", _ev(0.2, 0.99), "not concluded", "neither reached"),
 ])
 def test_the_conclusion_follows_the_stored_outcome(stop, forgotten, cost, evaluation, kind, words):
     from hamu_core.report import conclusion
