@@ -236,6 +236,7 @@ def execute(spec: ExperimentSpec, store: RunStore, *, steps: int, stop_when=DEFA
                               original=prepared.original, seed=spec.seed)
         findings = verdict(evaluation)
         recorder.evaluate({"evaluation": evaluation.to_dict(), "reported_step": reported, "reported_why": why,
+                           "stop_rules": list(rules),
                            "stop": asdict(stop),
                            "verdict": {name: asdict(getattr(findings, name)) for name in ("forgotten", "cost", "attack")}})
         metrics = final_metrics(evaluation)
@@ -260,7 +261,9 @@ def stored_report(stored: StoredRun) -> Report:
     evaluated = [e for e in stored.evaluations if "evaluation" in e]
     latest = evaluated[-1] if evaluated else {}
     dataset = {k: v for k, v in stored.dataset.items() if k != "forget_class_mix"}
-    settings = {**stored.settings, "seed": stored.seed, "retain_batch_size": stored.retain_batch_size,
+    rules = latest.get("stop_rules")
+    settings = {**stored.settings, **({} if rules is None else {"stop_rules": ", ".join(rules) or "none"}),
+                "seed": stored.seed, "retain_batch_size": stored.retain_batch_size,
                 "forget_batch_size": stored.forget_batch_size, "run_id": stored.id, "status": stored.status}
     forget = {"size": len(stored.forget_ids), "class_mix": stored.dataset.get("forget_class_mix", {}),
               "ids": list(stored.forget_ids)}

@@ -365,9 +365,12 @@ class Report:
         if stop:
             lines.append(f"The run ended after {_fmt(stop.get('step'))} steps: {_fmt(stop.get('message'))}.")
         if reported is not None:
-            which = "the original model, before any step" if reported == 0 else f"the model after step {_fmt(reported)}"
-            why = self.outcome.get("reported_why")
-            lines.append(f"The numbers below describe {which}" + (f", {_fmt(why)}." if why else "."))
+            if reported == 0:
+                lines.append("The numbers below describe the original model: no unlearning step is in them.")
+            else:
+                why = self.outcome.get("reported_why")
+                lines.append(f"The numbers below describe the model after step {_fmt(reported)}"
+                             + (f", {_fmt(why)}." if why else "."))
         return "<h2>Outcome</h2>" + "".join(f"<p>{line}</p>" for line in lines)
 
     def _verdict_html(self) -> str:

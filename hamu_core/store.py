@@ -403,11 +403,23 @@ class StoredRunRecorder:
         if stored > len(run.history_):
             raise ValueError(f"run {run_id} has {stored} stored steps but the in-memory run has "
                              f"{len(run.history_)}: rebuild it with resume_run")
-        store.set_status(run_id, "running")
+        # Reopening a run to read it must not change its record: this process holds it ("running",
+        # with a fresh time) only from the first step it stores.
+        status = store.get_run(run_id).status
+        self.held = status == "running" and stored == 0
+        if status == "interrupted":  # reopening an interrupted run is resuming it: take it over now
+            self._hold()
         for record in run.history_[stored:]:
+            self._hold()
             store.append_step(run_id, record)
         if len(run.history_) > stored:
             store.save_checkpoint(run_id, len(run.history_), run.model_.state_dict())
+
+    def _hold(self) -> None:
+        """Mark the run as held by this process, once, before its first new step is stored."""
+        if not self.held:
+            self.store.set_status(self.run_id, "running")
+            self.held = True
 
     @classmethod
     def start(cls, store: RunStore, run: UnlearningRun, *, dataset: dict, forget_ids, label: str = "",
@@ -422,6 +434,7 @@ class StoredRunRecorder:
         return cls(store, run_id, run, checkpoint_every=checkpoint_every)
 
     def _append(self, record: StepRecord) -> None:
+        self._hold()
         due = record.step % self.checkpoint_every == 0
         point = self.run.points_[record.step] if len(self.run.points_) > record.step else None
         try:

@@ -104,7 +104,7 @@ def _body(session: StudioSession, ws: Workspace) -> None:
         grown = grown_set(session.forget_ids, neighbours)
         try:
             outcomes = [run_one(session, ws, "the current set", session.forget_ids, int(steps)),
-                        run_one(session, ws, f"the set plus {int(k)} neighbours each", grown, int(steps))]
+                        run_one(session, ws, f"the set plus {int(k)} neighbour{'s' if int(k) != 1 else ''} each", grown, int(steps))]
         except ValueError as err:
             st.error(f"The two runs could not be made: {err}")
             return

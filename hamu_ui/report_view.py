@@ -8,6 +8,7 @@ CLI's report of the same stored run.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict
 from datetime import datetime
@@ -21,7 +22,7 @@ from hamu_core.models import model_fingerprint
 from hamu_core.report import DEFINITIONS, Report, build_report, conclusion, key_number_rows
 from hamu_core.selection import describe_selection
 from hamu_core.store import StoredRun, StoreError
-from hamu_ui import cache, privacy_view, runs, stepper
+from hamu_ui import cache, privacy_view, requests_view, runs, stepper
 from hamu_ui.session import StudioSession
 from hamu_ui.widgets import Workspace
 
@@ -70,7 +71,8 @@ def build(session: StudioSession, ws: Workspace, evaluation: Evaluation, finding
     live = session.live
     summary = describe_selection(ws.data, session.forget_ids)
     settings = {**live.run.rule.settings(), "seed": live.run.seed, "retain_batch_size": live.run.retain_batch_size,
-                "run_id": live.run_id, "steps": len(live.history)}
+                "run_id": live.run_id, "steps": len(live.history),
+                "stop_rules": ", ".join(session.stop_when) or "none (every step asked for is taken)"}
     return build_report(
         settings=settings, dataset={**session.provenance(ws.data), "sizes": evaluation.sizes},
         record=record(session, ws), created=stored_time(session),
@@ -193,6 +195,17 @@ def show_report(session: StudioSession, ws: Workspace, reference: cache.TrainedM
                                key="report.json", help="Settings, data, forget set, evaluation, verdict and history.")
     columns[2].download_button("Report (HTML)", report.to_html(), f"{name}.html", "text/html", key="report.html",
                                help="One self-contained page with the charts; opens offline.")
+
+
+def ledger_section(session: StudioSession) -> None:
+    """The request ledger answered on the Requests page, filed here whether or not a run is open."""
+    if session.ledger is None:
+        return
+    st.subheader("Request ledger")
+    requests_view.show(session.ledger)
+    st.download_button("Request ledger (JSON)", json.dumps(session.ledger.to_dict(), indent=2, allow_nan=False),
+                       "hamu-request-ledger.json", "application/json", key="report.ledger",
+                       help="Every request in order: its forget set, outcome, numbers beside its retrain reference.")
 
 
 def _delete(session: StudioSession, run_id: str) -> None:

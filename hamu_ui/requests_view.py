@@ -69,6 +69,9 @@ def show(ledger: Ledger) -> None:
     for k, row in enumerate(table.itertuples(), 1):
         if pd.isna(row.retrain_seconds):
             retrain = "its reference came from the disk cache (retraining not timed)"
+        elif row.steps == 0:
+            retrain = (f"retraining took {row.retrain_seconds:.2f} s, but no unlearning step was needed, so there is "
+                       "no speed-up to claim")
         else:
             retrain = (f"retraining took {row.retrain_seconds:.2f} s "
                        f"({row.retrain_seconds / row.unlearn_seconds:.1f}× as long)")

@@ -50,8 +50,10 @@ def branch_words(problem: PlaneProblem, capped: bool) -> str:
     """What the branch means, in plain words, for this variant."""
     guarantee, protect, name = AIMS[problem.variant]
     words = {
-        "direct": f"**Easy step (direct).** The full-radius step that does nothing but {protect} already manages to "
-                  f"{guarantee} by at least B: forgetting and keeping pull the same way, so HAMU takes that step.",
+        "direct": (f"**Easy step (direct).** No guarantee is asked (B = 0), so HAMU spends the whole radius to "
+                   f"{protect}." if problem.constraint <= 0 else
+                   f"**Easy step (direct).** The full-radius step that does nothing but {protect} already manages to "
+                   f"{guarantee} by at least B: forgetting and keeping pull the same way, so HAMU takes that step."),
         "rectified": f"**Trade-off step (rectified).** HAMU meets the guarantee exactly (its arrow ends on the edge of "
                      f"the green half-plane) and spends the rest of the radius to {protect} as much as it can.",
         "colinear": f"**Parallel gradients (colinear).** Nothing is left to trade: HAMU takes the shortest step that "

@@ -14,5 +14,6 @@ with widgets.status_line(session):
         report_view.show_report(session, ws, widgets.retrain_reference(session, ws))
     else:
         st.info("Nothing to report yet: take a few steps on **Unlearn**, or open a stored run below.")
+    report_view.ledger_section(session)
     st.divider()
     report_view.run_list(session)

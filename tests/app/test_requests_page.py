@@ -16,7 +16,8 @@ def page() -> AppTest:
 
 
 def test_two_requests_give_two_rows_kept_in_the_session():
-    at = page()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/7_Requests.py").run()
     assert not at.exception, [e.message for e in at.exception]
     at.text_area(key="requests.text").input("class 3\nrandom 0.05").run()
     at.number_input(key="requests.steps").set_value(40).run()
@@ -27,6 +28,12 @@ def test_two_requests_give_two_rows_kept_in_the_session():
     ledger = at.session_state[SESSION_KEY].ledger
     assert [e.request for e in ledger.entries] == ["class 3", "random 0.05"]
     assert any("Request 2 (random 0.05): unlearning took" in c.value for c in at.caption)
+    if ledger.entries[1].steps == 0:  # "nothing to do": no speed-up may be claimed for it
+        assert any("no unlearning step was needed, so there is no speed-up to claim" in c.value for c in at.caption
+                   if c.value.startswith("Request 2")) or any("disk cache" in c.value for c in at.caption)
+    at.switch_page("pages/6_Report.py").run()  # filed on the Report page even without an Unlearn run
+    assert not at.exception and "Request ledger" in [h.value for h in at.subheader]
+    assert list(at.dataframe[0].value["request"]) == ["class 3", "random 0.05"]
 
 
 def test_a_bad_line_is_named_and_nothing_is_kept():

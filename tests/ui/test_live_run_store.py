@@ -68,3 +68,17 @@ def test_a_run_stored_without_measurements_reopens_with_gaps_and_measured_replay
     assert reopened.points[2] == pytest.approx(measure(plain.model_at(2), probe))
     assert reopened.points[3] == pytest.approx(measure(plain.model_, probe))
     assert np.isfinite(reopened.frame()["forget_acc"].iloc[-1])
+
+
+def test_opening_a_finished_run_to_read_it_changes_nothing_in_its_record(digits, model, tmp_path):
+    store = RunStore(tmp_path)
+    live = LiveRun(("key",), digits, model, select_class(digits, 3), "hamu-q", SETTINGS, seed=0, store=store,
+                   dataset={"name": "digits"})
+    live.step(2)
+    live.close()
+    before = store.get_run(live.run_id)
+    reopened = LiveRun.reopen(("key",), digits, model, store, live.run_id)
+    after = store.get_run(live.run_id)
+    assert (after.status, after.updated) == ("finished", before.updated)  # read, not taken over
+    reopened.step(1)
+    assert store.get_run(live.run_id).status == "running"  # a new step takes it over
