@@ -4,7 +4,7 @@
     Setup page's dataset picker visible and Streamlit's script finished (its running
     indicator gone). Also shown: when the server first answered its health check, and
     when the original model was ready (read from the disk cache of
-    ``hamu_core.checkpoint`` when an earlier run trained it, as on a second start).
+    ``hamu_core.models.checkpoint`` when an earlier run trained it, as on a second start).
 (b) Step latency: on the Unlearn page with one digits class forgotten (HAMU-Q defaults),
     the time from pressing Step to the updated charts: the trade-off path's count showing one
     more point, and then Streamlit's script finished. Median and spread over ``--presses``.

@@ -21,14 +21,14 @@ import time
 
 import torch
 
-from hamu_core import gradients as G
-from hamu_core.builtin_data import load_digits_data
-from hamu_core.methods import make_rule
-from hamu_core.models import ModelConfig, count_parameters
-from hamu_core.rule import StepInputs
-from hamu_core.selection import select_class
-from hamu_core.training import TrainConfig, retain_ids, train_model
-from hamu_core.unlearner import UnlearningRun
+from hamu_core.rules import gradients as G
+from hamu_core.data.builtin import load_digits_data
+from hamu_core.rules.registry import make_rule
+from hamu_core.models.architectures import ModelConfig, count_parameters
+from hamu_core.rules.rule import StepInputs
+from hamu_core.data.selection import select_class
+from hamu_core.models.training import TrainConfig, retain_ids, train_model
+from hamu_core.runs.unlearner import UnlearningRun
 
 MODEL = ModelConfig(arch="cnn", channels=(32, 64), cnn_hidden=128)  # 53k parameters on 8×8 digits
 WARMUP = 5  # untimed calls per rule: first-call dispatch and allocator growth

@@ -14,11 +14,11 @@ import time
 
 import torch
 
-from hamu_core.builtin_data import fashion_mnist_missing, load_digits_data, load_fashion_mnist
-from hamu_core.data import LabelledData
-from hamu_core.models import ModelConfig, count_parameters
-from hamu_core.selection import select_class
-from hamu_core.training import TrainConfig, retain_ids, train_model
+from hamu_core.data.builtin import fashion_mnist_missing, load_digits_data, load_fashion_mnist
+from hamu_core.data.labelled import LabelledData
+from hamu_core.models.architectures import ModelConfig, count_parameters
+from hamu_core.data.selection import select_class
+from hamu_core.models.training import TrainConfig, retain_ids, train_model
 
 
 def accuracy(model: torch.nn.Module, data: LabelledData, ids) -> float:

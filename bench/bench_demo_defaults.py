@@ -27,16 +27,16 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from hamu_core.builtin_data import BUILTIN_DATASETS
-from hamu_core.checkpoint import cached_train
+from hamu_core.data.builtin import BUILTIN_DATASETS
+from hamu_core.models.checkpoint import cached_train
 from hamu_core.config import DEFAULTS
-from hamu_core.data import LabelledData
-from hamu_core.methods import make_rule
-from hamu_core.metrics import sample_outputs
-from hamu_core.models import ModelConfig
-from hamu_core.selection import select_class, select_rho_mix
-from hamu_core.training import TrainConfig, retain_ids
-from hamu_core.unlearner import UnlearningRun
+from hamu_core.data.labelled import LabelledData
+from hamu_core.rules.registry import make_rule
+from hamu_core.evaluation.metrics import sample_outputs
+from hamu_core.models.architectures import ModelConfig
+from hamu_core.data.selection import select_class, select_rho_mix
+from hamu_core.models.training import TrainConfig, retain_ids
+from hamu_core.runs.unlearner import UnlearningRun
 
 STEPS = 100
 CHECKPOINTS = (0, 25, 50, 100)

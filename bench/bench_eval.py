@@ -15,12 +15,12 @@ import time
 import numpy as np
 import pandas as pd
 
-from hamu_core.builtin_data import load_digits_data
-from hamu_core.embedding import project, warm_umap
-from hamu_core.metrics import evaluate
-from hamu_core.models import ModelConfig
-from hamu_core.selection import select_random
-from hamu_core.training import TrainConfig, original_and_retrain
+from hamu_core.data.builtin import load_digits_data
+from hamu_core.evaluation.embedding import project, warm_umap
+from hamu_core.evaluation.metrics import evaluate
+from hamu_core.models.architectures import ModelConfig
+from hamu_core.data.selection import select_random
+from hamu_core.models.training import TrainConfig, original_and_retrain
 
 
 def timed(fn, *args, **kwargs) -> float:

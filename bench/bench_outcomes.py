@@ -32,14 +32,14 @@ import time
 import numpy as np
 import pandas as pd
 
-from hamu_core.compare import compare_methods
+from hamu_core.runs.compare import compare_methods
 from hamu_core.config import DEFAULTS
-from hamu_core.experiment import ExperimentSpec, ForgetChoice, prepare, unlearning_run
-from hamu_core.methods import METHODS
-from hamu_core.metrics import SPLITS, sample_outputs
-from hamu_core.target import reference_distance
-from hamu_core.training import retain_ids
-from hamu_core.unlearner import DEFAULT_STOP
+from hamu_core.runs.experiment import ExperimentSpec, ForgetChoice, prepare, unlearning_run
+from hamu_core.rules.registry import METHODS
+from hamu_core.evaluation.metrics import SPLITS, sample_outputs
+from hamu_core.evaluation.target import reference_distance
+from hamu_core.models.training import retain_ids
+from hamu_core.runs.unlearner import DEFAULT_STOP
 
 
 def scattered_ids(dataset: str, n_train: int = 39, n_test: int = 9, seed: int = 7) -> tuple[int, ...]:

@@ -4,7 +4,7 @@ Three requests on digits, as a data-protection officer would get them (issue 11)
 then a random 5 % (seed 1, so it mostly names new samples), then 20 scattered training ids.
 Each is unlearned with the Studio's defaults (``DEFAULTS.method``, its settings,
 ``DEFAULT_STOP``, at most ``DEFAULTS.max_steps`` steps) on the model the previous request
-handed on (``hamu_core.ledger.run_ledger``).
+handed on (``hamu_core.runs.ledger.run_ledger``).
 
 Per request: the seconds spent unlearning (building the run, stepping, recovering the
 reported step) against the seconds of retraining without every set forgotten so far, timed
@@ -27,10 +27,10 @@ import pandas as pd
 import torch
 
 from hamu_core.config import DEFAULTS
-from hamu_core.experiment import load_dataset
-from hamu_core.ledger import parse_requests, run_ledger
-from hamu_core.models import ModelConfig
-from hamu_core.training import TrainConfig, retain_ids, train_model
+from hamu_core.runs.experiment import load_dataset
+from hamu_core.runs.ledger import parse_requests, run_ledger
+from hamu_core.models.architectures import ModelConfig
+from hamu_core.models.training import TrainConfig, retain_ids, train_model
 
 TARGET_SPEEDUP = 10.0
 

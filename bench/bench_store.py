@@ -22,9 +22,9 @@ import time
 
 import torch
 
-from hamu_core.experiment import CHECKPOINT_EVERY, ExperimentSpec, ForgetChoice, prepare, unlearning_run
-from hamu_core.store import RunStore, StoredRunRecorder
-from hamu_core.sweep import run_sweep, sweep_specs
+from hamu_core.runs.experiment import CHECKPOINT_EVERY, ExperimentSpec, ForgetChoice, prepare, unlearning_run
+from hamu_core.runs.store import RunStore, StoredRunRecorder
+from hamu_core.runs.sweep import run_sweep, sweep_specs
 
 SPEC = ExperimentSpec(forget=ForgetChoice("class", cls="3"))  # the Studio's first-start settings
 WARMUP = 20  # untimed steps per side first: SQLite's first statements and file growth, torch's first calls

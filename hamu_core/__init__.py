@@ -4,6 +4,6 @@ No Streamlit here: everything is usable from a notebook, a script or the CLI exa
 the app uses it.
 """
 
-from hamu_core.solver import HamuSolution, hamu_update
+from hamu_core.rules.solver import HamuSolution, hamu_update
 
 __all__ = ["HamuSolution", "hamu_update"]

@@ -1,7 +1,7 @@
 """``python -m hamu_core``: train, run, sweep, report and audit without a browser.
 
-A thin layer over ``hamu_core.experiment`` (one run, built as the app builds it),
-``hamu_core.sweep`` (many runs in worker processes) and the run store, so a script gets
+A thin layer over ``hamu_core.runs.experiment`` (one run, built as the app builds it),
+``hamu_core.runs.sweep`` (many runs in worker processes) and the run store, so a script gets
 exactly the histories the Studio shows and can reopen them there. Every mistake in the
 arguments ends with one plain line on stderr and exit code 2, never a traceback.
 
@@ -17,14 +17,14 @@ import json
 import sys
 from pathlib import Path
 
-from hamu_core.builtin_data import BUILTIN_DATASETS, DatasetUnavailable
-from hamu_core.checkpoint import CheckpointError
+from hamu_core.data.builtin import BUILTIN_DATASETS, DatasetUnavailable
+from hamu_core.models.checkpoint import CheckpointError
 from hamu_core.config import DEFAULTS
-from hamu_core.methods import METHOD_HELP, METHODS
-from hamu_core.models import ARCHS, ModelConfig
-from hamu_core.store_schema import StoreError
-from hamu_core.training import TrainConfig
-from hamu_core.unlearner import DEFAULT_STOP, STOP_RULES
+from hamu_core.rules.registry import METHOD_HELP, METHODS
+from hamu_core.models.architectures import ARCHS, ModelConfig
+from hamu_core.runs.store_schema import StoreError
+from hamu_core.models.training import TrainConfig
+from hamu_core.runs.unlearner import DEFAULT_STOP, STOP_RULES
 
 PROG = "python -m hamu_core"
 EXAMPLES = f"""examples:
@@ -227,8 +227,8 @@ def _add_requests_verb(verbs) -> None:
 
 def _add_privacy_verbs(verbs, store_only: argparse.ArgumentParser) -> None:
     """The shadow bank and the per-sample membership audit (issue 10)."""
-    from hamu_core.attacks import ATTACKS  # 0.07 s on top of what the CLI loads anyway (scipy, pandas, torch)
-    from hamu_core.shadows import DEFAULT_SHADOWS, MIN_SHADOWS
+    from hamu_core.audit.attacks import ATTACKS  # 0.07 s on top of what the CLI loads anyway (scipy, pandas, torch)
+    from hamu_core.audit.shadows import DEFAULT_SHADOWS, MIN_SHADOWS
 
     def shadow_count(text: str) -> int:
         value = _count(text)
@@ -263,7 +263,7 @@ def _add_privacy_verbs(verbs, store_only: argparse.ArgumentParser) -> None:
 
 def _spec(args: argparse.Namespace, method: str = DEFAULTS.method, seed: int = DEFAULTS.seed, settings: tuple = ()):
     """The experiment the arguments describe; a forget-ids file's test and unknown ids are skipped, named on stderr."""
-    from hamu_core.experiment import ExperimentSpec, ForgetChoice, load_dataset
+    from hamu_core.runs.experiment import ExperimentSpec, ForgetChoice, load_dataset
 
     if args.rho is not None and args.forget_class is None:
         raise UsageError("--rho needs --forget-class")
@@ -292,7 +292,7 @@ def _spec(args: argparse.Namespace, method: str = DEFAULTS.method, seed: int = D
 
 
 def _store(folder: str | None):
-    from hamu_core.store import RunStore
+    from hamu_core.runs.store import RunStore
 
     if folder is not None and not Path(folder).exists():
         Path(folder).mkdir(parents=True)
@@ -313,8 +313,8 @@ def _print_metrics(metrics: dict) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from hamu_core.experiment import prepare
-    from hamu_core.metrics import sample_outputs
+    from hamu_core.runs.experiment import prepare
+    from hamu_core.evaluation.metrics import sample_outputs
 
     spec = _spec(args)
     prepared = prepare(spec, progress=TextProgress())
@@ -326,7 +326,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hamu_core.experiment import execute
+    from hamu_core.runs.experiment import execute
 
     spec = _spec(args, args.method, args.seed, tuple(args.set))
     with _store(args.store) as store:
@@ -339,7 +339,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from hamu_core.sweep import run_sweep, sweep_specs
+    from hamu_core.runs.sweep import run_sweep, sweep_specs
 
     specs = sweep_specs(_spec(args), args.methods, args.constraints, args.seeds, dict(args.set))
     with _store(args.store) as store:
@@ -361,7 +361,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from hamu_core.experiment import stored_report
+    from hamu_core.runs.experiment import stored_report
 
     with _store(args.store) as store:
         stored = store.get_run(_resolve(store, args.run_id))
@@ -376,8 +376,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _shadows(args: argparse.Namespace) -> int:
-    from hamu_core.experiment import load_dataset
-    from hamu_core.shadows import bank_folder, build_bank
+    from hamu_core.runs.experiment import load_dataset
+    from hamu_core.audit.shadows import bank_folder, build_bank
 
     data = load_dataset(args.dataset, args.data)
     model_config, train_config = ModelConfig(arch=args.arch), TrainConfig(epochs=args.epochs, seed=args.train_seed)
@@ -391,7 +391,7 @@ def _shadows(args: argparse.Namespace) -> int:
 
 def _stored_data(dataset: dict):
     """The stored run's data (a built-in name, or the file it was read from) and its model and training recipe."""
-    from hamu_core.experiment import load_dataset
+    from hamu_core.runs.experiment import load_dataset
 
     source = dataset.get("source", "")
     data = (load_dataset(source.removeprefix("builtin:")) if source.startswith("builtin:")
@@ -406,9 +406,9 @@ def _audit_models(store, stored, data, model_config, train_config, step: int | N
     """(original, model after the audited step, retrain, the step): the run replayed from the store."""
     import numpy as np
 
-    from hamu_core.checkpoint import cached_train
-    from hamu_core.store import ReplayMismatch, resume_run
-    from hamu_core.training import retain_ids
+    from hamu_core.models.checkpoint import cached_train
+    from hamu_core.runs.store import ReplayMismatch, resume_run
+    from hamu_core.models.training import retain_ids
 
     forget_ids = np.asarray(stored.forget_ids, dtype=np.int64)
     reported = [e["reported_step"] for e in stored.evaluations if "reported_step" in e]
@@ -426,8 +426,8 @@ def _audit_models(store, stored, data, model_config, train_config, step: int | N
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from hamu_core.attacks import ATTACKS, FPR_LEVELS, audit, level_name, unlearn_shadows
-    from hamu_core.shadows import build_bank
+    from hamu_core.audit.attacks import ATTACKS, FPR_LEVELS, audit, level_name, unlearn_shadows
+    from hamu_core.audit.shadows import build_bank
 
     progress = TextProgress(not args.quiet)
     with _store(args.store) as store:
@@ -470,8 +470,8 @@ def _interval(estimate) -> str:
 
 
 def _requests(args: argparse.Namespace) -> int:
-    from hamu_core.experiment import load_dataset
-    from hamu_core.ledger import parse_requests, run_ledger
+    from hamu_core.runs.experiment import load_dataset
+    from hamu_core.runs.ledger import parse_requests, run_ledger
 
     if args.no_eval or args.store:
         raise UsageError("every request is evaluated against its reference and none is stored: drop --no-eval "

@@ -38,8 +38,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hamu_core.hamu_rule import HamuUpdate
-from hamu_core.methods import METHODS
+from hamu_core.rules.hamu import HamuUpdate
+from hamu_core.rules.registry import METHODS
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ in the process, so nothing may depend on a cache being cold.
 Trained models are kept in a small store rather than behind ``st.cache_resource``
 directly: training reports progress to a bar the page drew, and an element updated from
 inside a cached function would be replayed on a later cache hit, where that bar does not
-exist. Weights are also cached on disk by ``hamu_core.checkpoint``.
+exist. Weights are also cached on disk by ``hamu_core.models.checkpoint``.
 """
 
 from __future__ import annotations
@@ -26,20 +26,20 @@ import pandas as pd
 import streamlit as st
 from torch import nn
 
-from hamu_core import gradients as G
-from hamu_core.attacks import Audit, audit, unlearn_shadows
-from hamu_core.builtin_data import BUILTIN_DATASETS, available_datasets
-from hamu_core.checkpoint import cached_train, data_dir, ids_hash
-from hamu_core.data import LabelledData
-from hamu_core.embedding import embed, linked_embeddings, nearest_retain_neighbours, warm_umap
-from hamu_core.hardness import overall_cosine, per_sample_hardness
-from hamu_core.metrics import Evaluation, SampleOutputs, evaluate, sample_outputs, split_ids
-from hamu_core.models import ModelConfig, model_fingerprint
-from hamu_core.shadows import ShadowBank, build_bank
-from hamu_core.store import STORE_FILE, RunStore
-from hamu_core.training import Progress, TrainConfig
-from hamu_core.target import measure, measured_splits
-from hamu_core.uploads import load_upload
+from hamu_core.rules import gradients as G
+from hamu_core.audit.attacks import Audit, audit, unlearn_shadows
+from hamu_core.data.builtin import BUILTIN_DATASETS, available_datasets
+from hamu_core.models.checkpoint import cached_train, data_dir, ids_hash
+from hamu_core.data.labelled import LabelledData
+from hamu_core.evaluation.embedding import embed, linked_embeddings, nearest_retain_neighbours, warm_umap
+from hamu_core.evaluation.hardness import overall_cosine, per_sample_hardness
+from hamu_core.evaluation.metrics import Evaluation, SampleOutputs, evaluate, sample_outputs, split_ids
+from hamu_core.models.architectures import ModelConfig, model_fingerprint
+from hamu_core.audit.shadows import ShadowBank, build_bank
+from hamu_core.runs.store import STORE_FILE, RunStore
+from hamu_core.models.training import Progress, TrainConfig
+from hamu_core.evaluation.target import measure, measured_splits
+from hamu_core.data.uploads import load_upload
 from hamu_ui.session import Upload
 
 # Points drawn on a map (a seeded subset beyond this). PCA maps every sample, so a lasso selects

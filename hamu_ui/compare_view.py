@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from hamu_core.compare import (ACCURACIES, Comparison, compare_methods, constraint_sweep, merge_identical,
+from hamu_core.runs.compare import (ACCURACIES, Comparison, compare_methods, constraint_sweep, merge_identical,
                                rank_by_reference)
 from hamu_core.config import DEFAULTS
-from hamu_core.methods import METHOD_HELP, METHODS
-from hamu_core.target import ReferenceTarget, measure, measured_splits
-from hamu_core.unlearner import STOP_RULES
+from hamu_core.rules.registry import METHOD_HELP, METHODS
+from hamu_core.evaluation.target import ReferenceTarget, measure, measured_splits
+from hamu_core.runs.unlearner import STOP_RULES
 from hamu_ui import cache, widgets
 from hamu_ui.comparison_figures import reference_figure
 from hamu_ui.figures import tradeoff_figure

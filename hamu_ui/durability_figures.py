@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from hamu_core.durability import FLOAT_BITS, MODES, REFERENCES
+from hamu_core.audit.durability import FLOAT_BITS, MODES, REFERENCES
 from hamu_ui.comparison_figures import MODEL_COLOURS
 from hamu_ui.figures import _LAYOUT
 

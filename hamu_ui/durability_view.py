@@ -17,9 +17,9 @@ import pandas as pd
 import streamlit as st
 from torch import nn
 
-from hamu_core.data import LabelledData
-from hamu_core.durability import durability_reading, quantization_table, relearning_curves
-from hamu_core.models import model_fingerprint
+from hamu_core.data.labelled import LabelledData
+from hamu_core.audit.durability import durability_reading, quantization_table, relearning_curves
+from hamu_core.models.architectures import model_fingerprint
 from hamu_ui import cache
 from hamu_ui.durability_figures import quantization_display, relearning_figure
 from hamu_ui.session import StudioSession

@@ -19,8 +19,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.colors import qualitative
 
-from hamu_core.embedding import ids_in_region
-from hamu_core.hardness import EASY_COS, HARD_COS
+from hamu_core.evaluation.embedding import ids_in_region
+from hamu_core.evaluation.hardness import EASY_COS, HARD_COS
 
 SPLIT_COLOURS = {"forget": "#d62728", "retain": "#1f77b4", "test": "#8c8c8c"}
 BRANCH_STYLE = {  # branch → (marker symbol, colour) in the κ chart

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from hamu_core.data import LabelledData
-from hamu_core.selection import select_class, select_hardest, select_listed, select_random, select_rho_mix
+from hamu_core.data.labelled import LabelledData
+from hamu_core.data.selection import select_class, select_hardest, select_listed, select_random, select_rho_mix
 from hamu_ui import cache
 from hamu_ui.figures import selected_ids, selection_regions
 from hamu_ui.session import StudioSession

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from hamu_core.checkpoint import ids_hash
-from hamu_core.experiment import unlearning_run
-from hamu_core.unlearner import DEFAULT_STOP, UnlearningRun
+from hamu_core.models.checkpoint import ids_hash
+from hamu_core.runs.experiment import unlearning_run
+from hamu_core.runs.unlearner import DEFAULT_STOP, UnlearningRun
 from hamu_ui import cache
 from hamu_ui.compare_view import DEFAULT_STEPS
 from hamu_ui.figures import hardness_histogram, tradeoff_figure

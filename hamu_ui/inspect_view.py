@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from hamu_core.embedding import annotate
-from hamu_core.metrics import SampleOutputs, class_accuracy
-from hamu_core.models import model_fingerprint
-from hamu_core.privacy import bootstrap_interval, loss_attack_auc, mia_reading
+from hamu_core.evaluation.embedding import annotate
+from hamu_core.evaluation.metrics import SampleOutputs, class_accuracy
+from hamu_core.models.architectures import model_fingerprint
+from hamu_core.evaluation.privacy import bootstrap_interval, loss_attack_auc, mia_reading
 from hamu_ui import cache, widgets
 from hamu_ui.comparison_figures import attack_histogram, class_accuracy_figure, collateral_figure, twin_embedding_figure
 from hamu_ui.session import StudioSession

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from hamu_core.plane import PlaneProblem
+from hamu_core.rules.plane import PlaneProblem
 from hamu_ui.figures import _LAYOUT, SPLIT_COLOURS, _figure
 
 HAMU_COLOUR = "#111111"  # the step itself, apart from every gradient's colour

@@ -1,7 +1,7 @@
 """The privacy audit panel (Inspect, and the Report): per-sample attacks on a shadow-model bank.
 
 A data-protection officer's question is "could someone still tell these records were used?".
-The panel answers it with the strongest of the per-sample attacks of ``hamu_core.attacks``
+The panel answers it with the strongest of the per-sample attacks of ``hamu_core.audit.attacks``
 (LiRA, RMIA, U-LiRA, and the loss threshold as the cheap baseline), on the original model,
 the run's model at the step the Report describes, and the retrain reference alike. Training
 the bank takes minutes, so the audit runs on a button press; the bank, the unlearned shadows
@@ -18,9 +18,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from hamu_core.attacks import ATTACK_NAMES, MODELS, Audit
-from hamu_core.models import model_fingerprint
-from hamu_core.shadows import DEFAULT_SHADOWS
+from hamu_core.audit.attacks import ATTACK_NAMES, MODELS, Audit
+from hamu_core.models.architectures import model_fingerprint
+from hamu_core.audit.shadows import DEFAULT_SHADOWS
 from hamu_ui import cache, widgets
 from hamu_ui.privacy_figures import exposure_hardness_figure, exposure_map, roc_figure, spearman
 from hamu_ui.session import StudioSession

@@ -1,7 +1,7 @@
 """The Report page's pieces: the verdict, the key numbers, the charts, the downloads and the run list.
 
-The verdict and every number come from ``hamu_core.metrics`` (``evaluate``, ``verdict``),
-judged against the retrain reference; the downloads are ``hamu_core.report``'s three forms
+The verdict and every number come from ``hamu_core.evaluation.metrics`` (``evaluate``, ``verdict``),
+judged against the retrain reference; the downloads are ``hamu_core.evaluation.report``'s three forms
 of the same data, so the CSV, the JSON and the HTML page agree with the screen and with the
 CLI's report of the same stored run.
 """
@@ -17,11 +17,11 @@ import pandas as pd
 import streamlit as st
 from plotly.offline import get_plotlyjs
 
-from hamu_core.metrics import AMBER, GREEN, GREY, RED, STATUS_WORDS, Evaluation, verdict
-from hamu_core.models import model_fingerprint
-from hamu_core.report import DEFINITIONS, Report, build_report, conclusion, key_number_rows
-from hamu_core.selection import describe_selection
-from hamu_core.store import StoredRun, StoreError
+from hamu_core.evaluation.metrics import AMBER, GREEN, GREY, RED, STATUS_WORDS, Evaluation, verdict
+from hamu_core.models.architectures import model_fingerprint
+from hamu_core.evaluation.report import DEFINITIONS, Report, build_report, conclusion, key_number_rows
+from hamu_core.data.selection import describe_selection
+from hamu_core.runs.store import StoredRun, StoreError
 from hamu_ui import cache, privacy_view, requests_view, runs, stepper
 from hamu_ui.session import StudioSession
 from hamu_ui.widgets import Workspace

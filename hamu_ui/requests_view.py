@@ -1,6 +1,6 @@
 """The Requests page's pieces: write deletion requests, answer them in order, show the ledger.
 
-Requests are lines in the CLI's own words (``hamu_core.ledger.parse_requests``), so a list
+Requests are lines in the CLI's own words (``hamu_core.runs.ledger.parse_requests``), so a list
 written here can be saved as a file for ``python -m hamu_core requests``. The ledger is
 cached per (data, recipe, text, method, settings, seed, steps, stop rules) with
 ``st.cache_data``; its progress bar is drawn *inside* the cached function and emptied there,
@@ -13,10 +13,10 @@ import pandas as pd
 import streamlit as st
 
 from hamu_core.config import DEFAULTS
-from hamu_core.data import LabelledData
-from hamu_core.ledger import Ledger, parse_requests, run_ledger
-from hamu_core.models import ModelConfig
-from hamu_core.training import TrainConfig
+from hamu_core.data.labelled import LabelledData
+from hamu_core.runs.ledger import Ledger, parse_requests, run_ledger
+from hamu_core.models.architectures import ModelConfig
+from hamu_core.models.training import TrainConfig
 from hamu_ui.ledger_figures import ledger_figure
 from hamu_ui.session import StudioSession
 

@@ -4,7 +4,7 @@ Streamlit forgets a session when its tab reloads; the store does not. So the liv
 lives in the URL (``?run=<id>``), and a fresh session whose URL carries one rebuilds
 everything the run was made from: the dataset and model (from the process caches), the
 forget set, the method and its settings, and the run itself, replayed and checked by
-``hamu_core.store.resume_run``. Every page reaches ``sync_url`` through
+``hamu_core.runs.store.resume_run``. Every page reaches ``sync_url`` through
 ``widgets.status_line``, so a reload of any page brings the run back.
 """
 
@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from hamu_core.builtin_data import DatasetUnavailable
-from hamu_core.data import DataError, LabelledData
-from hamu_core.models import ModelConfig
-from hamu_core.store import ReplayMismatch, RunStore, StoredRun, StoreError
-from hamu_core.training import TrainConfig
+from hamu_core.data.builtin import DatasetUnavailable
+from hamu_core.data.labelled import DataError, LabelledData
+from hamu_core.models.architectures import ModelConfig
+from hamu_core.runs.store import ReplayMismatch, RunStore, StoredRun, StoreError
+from hamu_core.models.training import TrainConfig
 from hamu_ui import cache
 from hamu_ui.session import LiveRun, StudioSession
 

@@ -21,16 +21,16 @@ import pandas as pd
 import streamlit as st
 from torch import nn
 
-from hamu_core.checkpoint import ids_hash
-from hamu_core.compare import Comparison
+from hamu_core.models.checkpoint import ids_hash
+from hamu_core.runs.compare import Comparison
 from hamu_core.config import DEFAULTS
-from hamu_core.data import LabelledData
-from hamu_core.experiment import unlearning_run
-from hamu_core.ledger import Ledger
-from hamu_core.models import ModelConfig
-from hamu_core.store import RunStore, StoredRunRecorder, StoreError, resume_run
-from hamu_core.training import TrainConfig
-from hamu_core.unlearner import DEFAULT_STOP, Stop, StepRecord, UnlearningRun
+from hamu_core.data.labelled import LabelledData
+from hamu_core.runs.experiment import unlearning_run
+from hamu_core.runs.ledger import Ledger
+from hamu_core.models.architectures import ModelConfig
+from hamu_core.runs.store import RunStore, StoredRunRecorder, StoreError, resume_run
+from hamu_core.models.training import TrainConfig
+from hamu_core.runs.unlearner import DEFAULT_STOP, Stop, StepRecord, UnlearningRun
 
 SESSION_KEY = "studio"
 RUN_COLUMNS = ("step", "branch", "kappa", "kappa2", "margin", "cos_rf", "radius", "constraint", "feasible",

@@ -16,8 +16,8 @@ import streamlit as st
 from torch import nn
 
 from hamu_core.config import DEFAULTS
-from hamu_core.store import StoreError
-from hamu_core.unlearner import StepRecord
+from hamu_core.runs.store import StoreError
+from hamu_core.runs.unlearner import StepRecord
 from hamu_ui import runs
 from hamu_ui.figures import hardness_diagram, kappa_figure, metric_curves, tradeoff_figure
 from hamu_ui.session import LiveRun, StudioSession

@@ -1,6 +1,6 @@
 """The Unlearn page's "Why this step?": one step's problem drawn, replayed, and played with.
 
-A step of HAMU is a small problem in the plane of its two gradients (``hamu_core.plane``),
+A step of HAMU is a small problem in the plane of its two gradients (``hamu_core.rules.plane``),
 fixed by numbers every StepRecord keeps: ‖g_r‖, ‖g_f‖, cos θ_rf, R and B. So any earlier
 step can be redrawn from the history alone, and "what if" sliders that move the angle, B
 and R show the branch change the moment it does. Plain words come first; the formulas wait
@@ -14,8 +14,8 @@ import math
 import numpy as np
 import streamlit as st
 
-from hamu_core.plane import PlaneProblem, plane_problem
-from hamu_core.unlearner import StepRecord
+from hamu_core.rules.plane import PlaneProblem, plane_problem
+from hamu_core.runs.unlearner import StepRecord
 from hamu_ui.plane_figures import plane_figure
 from hamu_ui.session import StudioSession
 

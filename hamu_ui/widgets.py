@@ -16,12 +16,12 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from hamu_core.baselines import CONFLICT_TESTS
-from hamu_core.builtin_data import DatasetUnavailable
-from hamu_core.data import DataError, LabelledData
-from hamu_core.hamu_rule import INFEASIBLE_STEPS, MODES, SPLITS
-from hamu_core.methods import METHODS
-from hamu_core.training import Progress
+from hamu_core.rules.baselines import CONFLICT_TESTS
+from hamu_core.data.builtin import DatasetUnavailable
+from hamu_core.data.labelled import DataError, LabelledData
+from hamu_core.rules.hamu import INFEASIBLE_STEPS, MODES, SPLITS
+from hamu_core.rules.registry import METHODS
+from hamu_core.models.training import Progress
 from hamu_ui import cache, runs
 from hamu_ui.session import StudioSession, Upload
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from hamu_core.models import ARCHS, ModelConfig
+from hamu_core.models.architectures import ARCHS, ModelConfig
 from hamu_ui import cache, widgets
 from hamu_ui.session import get_session
 

@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from hamu_core.embedding import annotate
-from hamu_core.hardness import hardness_reading
-from hamu_core.selection import describe_selection
+from hamu_core.evaluation.embedding import annotate
+from hamu_core.evaluation.hardness import hardness_reading
+from hamu_core.data.selection import describe_selection
 from hamu_ui import cache, forget_set, widgets
 from hamu_ui.figures import COLOUR_BY, class_mix_figure, embedding_figure, hardness_histogram
 from hamu_ui.session import get_session

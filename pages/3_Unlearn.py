@@ -3,7 +3,7 @@
 import streamlit as st
 
 from hamu_core.config import DEFAULTS
-from hamu_core.methods import METHOD_HELP, METHODS
+from hamu_core.rules.registry import METHOD_HELP, METHODS
 from hamu_ui import runs, stepper, teaching_view, widgets
 from hamu_ui.session import get_session
 

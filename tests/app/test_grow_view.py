@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from hamu_core.builtin_data import load_digits_data
-from hamu_core.selection import select_class
+from hamu_core.data.builtin import load_digits_data
+from hamu_core.data.selection import select_class
 from hamu_ui.grow_view import EXPANDER_KEY, grown_set
 from hamu_ui.session import SESSION_KEY
 

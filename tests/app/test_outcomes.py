@@ -9,7 +9,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from hamu_core.target import reference_distance
+from hamu_core.evaluation.target import reference_distance
 from hamu_ui.session import SESSION_KEY
 
 ROOT = Path(__file__).resolve().parents[2]

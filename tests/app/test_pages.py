@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from hamu_core.builtin_data import load_digits_data
-from hamu_core.selection import select_class
+from hamu_core.data.builtin import load_digits_data
+from hamu_core.data.selection import select_class
 from hamu_ui.forget_set import CHART_KEY
 from hamu_ui.session import SESSION_KEY
 
@@ -197,7 +197,7 @@ def test_colourings_and_just_looking(colour):
 
 
 def test_a_model_that_cannot_fit_the_data_is_an_error_in_words():
-    from hamu_core.models import ModelConfig
+    from hamu_core.models.architectures import ModelConfig
     from hamu_ui.session import StudioSession
 
     at = app("pages/1_Setup.py")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from hamu_core.attacks import MODELS
+from hamu_core.audit.attacks import MODELS
 from hamu_ui.session import SESSION_KEY
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from test_pages import app, no_failure, studio, with_forget_class
 
-from hamu_core.store import RunStore
+from hamu_core.runs.store import RunStore
 
 STEPS = 3
 EXTERNAL = re.compile(r"<(script|link)\b[^>]*\b(src|href)\s*=\s*[\"']?\s*(https?:)?//", re.IGNORECASE)

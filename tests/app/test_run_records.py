@@ -8,8 +8,8 @@ The module writes to its own store (``HAMU_DATA_DIR`` points at a temporary fold
 import pytest
 from test_pages import app, no_failure, studio, with_forget_class
 
-from hamu_core.experiment import stored_report
-from hamu_core.store import RunStore
+from hamu_core.runs.experiment import stored_report
+from hamu_core.runs.store import RunStore
 from hamu_ui import stepper
 
 STEPS = 5

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hamu_core import gradients as G
-from hamu_core.hamu_rule import HamuUpdate
-from hamu_core.methods import METHODS, make_rule
-from hamu_core.rule import StepInputs
+from hamu_core.rules import gradients as G
+from hamu_core.rules.hamu import HamuUpdate
+from hamu_core.rules.registry import METHODS, make_rule
+from hamu_core.rules.rule import StepInputs
 
 LR = 0.1
 BASELINES = sorted(m for m, cls in METHODS.items() if cls is not HamuUpdate)

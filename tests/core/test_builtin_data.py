@@ -7,7 +7,7 @@ import gzip
 import numpy as np
 import pytest
 
-from hamu_core.builtin_data import (
+from hamu_core.data.builtin import (
     BUILTIN_DATASETS,
     DatasetUnavailable,
     FASHION_ROOT,
@@ -20,7 +20,7 @@ from hamu_core.builtin_data import (
     load_rotten_tomatoes,
     read_idx,
 )
-from hamu_core.data import DataError
+from hamu_core.data.labelled import DataError
 
 
 def check_split(data, test_fraction=0.2):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from hamu_core.builtin_data import load_digits_data
-from hamu_core.checkpoint import (
+from hamu_core.data.builtin import load_digits_data
+from hamu_core.models.checkpoint import (
     CheckpointError,
     cache_key,
     cached_train,
@@ -16,8 +16,8 @@ from hamu_core.checkpoint import (
     load_state_dict,
     save_state_dict,
 )
-from hamu_core.models import ModelConfig, build_model, model_fingerprint
-from hamu_core.training import TrainConfig
+from hamu_core.models.architectures import ModelConfig, build_model, model_fingerprint
+from hamu_core.models.training import TrainConfig
 
 DATA = load_digits_data()
 QUICK = TrainConfig(epochs=1)

@@ -17,10 +17,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hamu_core.experiment import ExperimentSpec, ForgetChoice, prepare, stored_report
-from hamu_core.models import ModelConfig
-from hamu_core.store import RunStore, replay_run
-from hamu_core.training import TrainConfig
+from hamu_core.runs.experiment import ExperimentSpec, ForgetChoice, prepare, stored_report
+from hamu_core.models.architectures import ModelConfig
+from hamu_core.runs.store import RunStore, replay_run
+from hamu_core.models.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ["--dataset", "digits", "--epochs", "2", "--forget-class", "3"]
@@ -160,7 +160,7 @@ def write_ids(path: Path, ids) -> str:
 
 
 def all_train_ids_file(tmp_path: Path) -> str:
-    from hamu_core.builtin_data import load_digits_data
+    from hamu_core.data.builtin import load_digits_data
     return write_ids(tmp_path / "all.txt", load_digits_data().train_ids)
 
 

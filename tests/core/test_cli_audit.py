@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hamu_core.store import RunStore
+from hamu_core.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ["--dataset", "digits", "--epochs", "2"]

@@ -17,14 +17,14 @@ import pandas as pd
 import pytest
 import torch
 
-from hamu_core.builtin_data import load_digits_data
-from hamu_core.durability import (FLOAT_BITS, MODES, attack_samples, comes_back, difference_interval,
+from hamu_core.data.builtin import load_digits_data
+from hamu_core.audit.durability import (FLOAT_BITS, MODES, attack_samples, comes_back, difference_interval,
                                   durability_reading, quantization_table, quantize, quantize_tensor,
                                   relearning_curves, reverts)
-from hamu_core.models import ModelConfig, build_model
-from hamu_core.selection import select_class
-from hamu_core.target import per_sample
-from hamu_core.training import TrainConfig, retain_ids, train_model
+from hamu_core.models.architectures import ModelConfig, build_model
+from hamu_core.data.selection import select_class
+from hamu_core.evaluation.target import per_sample
+from hamu_core.models.training import TrainConfig, retain_ids, train_model
 
 
 @pytest.mark.parametrize("bits, expected", [(4, [2, -2, 1, -7]), (8, [38, -32, 13, -127])])

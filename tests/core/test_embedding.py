@@ -1,4 +1,4 @@
-"""Feature maps, annotation, neighbours, alignment and CKA (hamu_core.embedding)."""
+"""Feature maps, annotation, neighbours, alignment and CKA (hamu_core.evaluation.embedding)."""
 
 from concurrent.futures import ThreadPoolExecutor
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from hamu_core.data import LabelledData, stratified_test_mask
-from hamu_core.embedding import (annotate, embed, forget_retain_similarity, forward_batched, ids_in_region,
+from hamu_core.data.labelled import LabelledData, stratified_test_mask
+from hamu_core.evaluation.embedding import (annotate, embed, forget_retain_similarity, forward_batched, ids_in_region,
                                  inside_polygon, layer_cka, linear_cka, linked_embeddings, nearest_retain_neighbours,
                                  procrustes_align, project)
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from hamu_core.config import DEFAULTS
-from hamu_core.data import LabelledData
-from hamu_core.experiment import ExperimentSpec, ForgetChoice, execute
-from hamu_core.sweep import sweep_specs
+from hamu_core.data.labelled import LabelledData
+from hamu_core.runs.experiment import ExperimentSpec, ForgetChoice, execute
+from hamu_core.runs.sweep import sweep_specs
 
 CLASS_3 = ForgetChoice("class", cls="3")
 

@@ -21,9 +21,9 @@ from scipy.optimize import minimize
 from torch import nn
 
 from hamu_core import hamu_update
-from hamu_core.gradients import PairedGradients, paired_gradients, trainable_parameters
-from hamu_core.hamu_rule import INFEASIBLE_STEPS, MODES, HamuUpdate, constraint_split
-from hamu_core.rule import StepInputs
+from hamu_core.rules.gradients import PairedGradients, paired_gradients, trainable_parameters
+from hamu_core.rules.hamu import INFEASIBLE_STEPS, MODES, HamuUpdate, constraint_split
+from hamu_core.rules.rule import StepInputs
 
 EPS = 1e-12
 VARIANTS = ("hamu-q", "hamu-u")
@@ -148,7 +148,7 @@ def test_full_mode_normalises_orthogonal_part_globally():
 
 
 def test_full_mode_on_real_model_gradients():
-    """g_r, g_f from the MLP's own losses on random data (hamu_core.gradients.paired_gradients)."""
+    """g_r, g_f from the MLP's own losses on random data (hamu_core.rules.gradients.paired_gradients)."""
     gen = torch.Generator().manual_seed(3)
     retain = (torch.randn(32, 4, generator=gen), torch.randint(0, 3, (32,), generator=gen))
     forget = (torch.randn(8, 4, generator=gen), torch.randint(0, 3, (8,), generator=gen))

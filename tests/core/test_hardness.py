@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from hamu_core import gradients as G
-from hamu_core.hardness import (
+from hamu_core.rules import gradients as G
+from hamu_core.evaluation.hardness import (
     EASY_COS,
     HARD_COS,
     hardness_reading,

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import hamu_core.checkpoint as checkpoint
+import hamu_core.models.checkpoint as checkpoint
 from hamu_core.config import DEFAULTS
-from hamu_core.experiment import load_dataset
-from hamu_core.ledger import parse_requests, run_ledger
-from hamu_core.models import ModelConfig
-from hamu_core.training import TrainConfig
-from hamu_core.unlearner import DEFAULT_STOP
+from hamu_core.runs.experiment import load_dataset
+from hamu_core.runs.ledger import parse_requests, run_ledger
+from hamu_core.models.architectures import ModelConfig
+from hamu_core.models.training import TrainConfig
+from hamu_core.runs.unlearner import DEFAULT_STOP
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = dict(model_config=ModelConfig(arch=DEFAULTS.arch), train_config=TrainConfig(epochs=2))
@@ -123,7 +123,7 @@ def test_cli_prints_what_run_ledger_returns(data, tmp_path):
 
 
 def test_the_report_lists_every_request(data):
-    from hamu_core.report import build_report
+    from hamu_core.evaluation.report import build_report
 
     ledger = run_ledger(parse_requests("class 3\nrandom 0.05"), dataset=data, max_steps=3, **RECIPE)
     report = build_report(settings={}, dataset={"name": "digits"}, forget={}, history=[], ledger=ledger.to_dict())

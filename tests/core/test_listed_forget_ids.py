@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from hamu_core import cli
-from hamu_core.builtin_data import load_digits_data
-from hamu_core.experiment import ForgetChoice
+from hamu_core.data.builtin import load_digits_data
+from hamu_core.runs.experiment import ForgetChoice
 
 DIGITS = load_digits_data()
 TRAIN, TEST = DIGITS.train_ids[::40][:39].tolist(), DIGITS.test_ids[::7][:9].tolist()

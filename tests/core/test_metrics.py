@@ -1,4 +1,4 @@
-"""evaluate(), its formulas against hand-computed values, and the verdict (hamu_core.metrics)."""
+"""evaluate(), its formulas against hand-computed values, and the verdict (hamu_core.evaluation.metrics)."""
 
 import json
 import math
@@ -10,8 +10,8 @@ import torch
 from scipy.stats import binomtest
 from torch import nn
 
-from hamu_core.data import LabelledData, stratified_test_mask
-from hamu_core.metrics import (AMBER, GREEN, GREY, RED, SPLITS, STATUS_WORDS, Evaluation, ModelScores, avg_gap,
+from hamu_core.data.labelled import LabelledData, stratified_test_mask
+from hamu_core.evaluation.metrics import (AMBER, GREEN, GREY, RED, SPLITS, STATUS_WORDS, Evaluation, ModelScores, avg_gap,
                                evaluate, tug_of_war, verdict, wilson_interval)
 
 E = math.e

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from hamu_core.models import ModelConfig, build_model, count_parameters, eval_mode, model_fingerprint
+from hamu_core.models.architectures import ModelConfig, build_model, count_parameters, eval_mode, model_fingerprint
 
 SHAPES = [(1, 8, 8), (1, 28, 28)]
 

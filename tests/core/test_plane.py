@@ -18,12 +18,12 @@ import torch
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
 
-from hamu_core.baselines import GradientAscent, GradientDifference, PCGrad
-from hamu_core.gradients import PairedGradients
-from hamu_core.hamu_rule import HamuUpdate
-from hamu_core.plane import plane_problem
-from hamu_core.rule import StepInputs
-from hamu_core.solver import BRANCHES, effective_pair, hamu_update
+from hamu_core.rules.baselines import GradientAscent, GradientDifference, PCGrad
+from hamu_core.rules.gradients import PairedGradients
+from hamu_core.rules.hamu import HamuUpdate
+from hamu_core.rules.plane import plane_problem
+from hamu_core.rules.rule import StepInputs
+from hamu_core.rules.solver import BRANCHES, effective_pair, hamu_update
 
 VARIANTS = st.sampled_from(("hamu-q", "hamu-u"))
 POSITIVE = st.floats(1e-3, 10.0)

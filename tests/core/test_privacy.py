@@ -1,4 +1,4 @@
-"""Membership attacks, their intervals and their reading (hamu_core.privacy), on arrays: no model involved."""
+"""Membership attacks, their intervals and their reading (hamu_core.evaluation.privacy), on arrays: no model involved."""
 
 import math
 
@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from hamu_core.privacy import (AS_RETRAINING, CANNOT_TELL, OVER_FORGOTTEN, REMEMBERED, Estimate, LogisticAttack,
+from hamu_core.evaluation.privacy import (AS_RETRAINING, CANNOT_TELL, OVER_FORGOTTEN, REMEMBERED, Estimate, LogisticAttack,
                                bootstrap_interval, cannot_tell, loss_attack_auc, membership_attacks, mia_reading,
                                read_auc)
 

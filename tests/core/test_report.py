@@ -20,14 +20,14 @@ import plotly.graph_objects as go
 import pytest
 from plotly.offline import get_plotlyjs
 
-from hamu_core.builtin_data import load_digits_data
-from hamu_core.methods import make_rule
-from hamu_core.metrics import evaluate, verdict
-from hamu_core.models import ModelConfig
-from hamu_core.report import DEFINITIONS, build_report
-from hamu_core.selection import describe_selection, select_class
-from hamu_core.training import TrainConfig, retain_ids, train_model
-from hamu_core.unlearner import UnlearningRun
+from hamu_core.data.builtin import load_digits_data
+from hamu_core.rules.registry import make_rule
+from hamu_core.evaluation.metrics import evaluate, verdict
+from hamu_core.models.architectures import ModelConfig
+from hamu_core.evaluation.report import DEFINITIONS, build_report
+from hamu_core.data.selection import describe_selection, select_class
+from hamu_core.models.training import TrainConfig, retain_ids, train_model
+from hamu_core.runs.unlearner import UnlearningRun
 
 STEPS = 5
 HOSTILE = '<script>alert("x")</script> & "digits" <b>'
@@ -208,8 +208,8 @@ def test_json_safe_handles_numpy(run_data):
 
 
 def test_key_numbers_carry_their_intervals_wilson_for_accuracies_bootstrap_for_attacks():
-    from hamu_core.metrics import wilson_interval
-    from hamu_core.report import key_number_rows
+    from hamu_core.evaluation.metrics import wilson_interval
+    from hamu_core.evaluation.report import key_number_rows
 
     scores = {"accuracy": {"forget": 0.5, "retain": 0.99, "test": 0.9}, "loss": {"forget": 1.0, "retain": 0.1,
               "test": 0.3}, "mia_auc": 0.55, "mia_auc_interval": [0.45, 0.66], "mia_efficacy": 0.4,
@@ -250,7 +250,7 @@ def test_every_heading_appears_once(run_data):
 
 
 def test_the_report_states_request_version_and_fingerprints(run_data):
-    from hamu_core.report import software_version
+    from hamu_core.evaluation.report import software_version
 
     record = {"label": "customer 1042", "request_ref": "DSR-2026-118 <J. Smith>", "run_id": "abc", "parent_id": "p0",
               "branch_step": 3, "data_fingerprint": "d1", "model_fingerprint": "m1", "forget_hash": "f1"}
@@ -284,7 +284,7 @@ def _ev(forget, retain, test=0.9):
     ("refused", "amber", "green", _ev(0.2, 0.99), "not concluded", "neither reached"),
 ])
 def test_the_conclusion_follows_the_stored_outcome(stop, forgotten, cost, evaluation, kind, words):
-    from hamu_core.report import conclusion
+    from hamu_core.evaluation.report import conclusion
 
     outcome = {"stop": {"kind": stop, "step": 4, "message": "why"}, "reported_step": 4}
     verdict = {"forgotten": _finding(forgotten), "cost": _finding(cost), "attack": _finding("grey")}

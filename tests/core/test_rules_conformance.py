@@ -15,12 +15,12 @@ import pytest
 import torch
 from torch import nn
 
-from hamu_core import gradients as G
+from hamu_core.rules import gradients as G
 from hamu_core.config import DEFAULTS
-from hamu_core.experiment import ExperimentSpec, ForgetChoice, prepare, unlearning_run
-from hamu_core.methods import METHOD_HELP, METHODS, make_rule
-from hamu_core.rule import StepInputs
-from hamu_core.unlearner import UnlearningRun
+from hamu_core.runs.experiment import ExperimentSpec, ForgetChoice, prepare, unlearning_run
+from hamu_core.rules.registry import METHOD_HELP, METHODS, make_rule
+from hamu_core.rules.rule import StepInputs
+from hamu_core.runs.unlearner import UnlearningRun
 
 ALL_METHODS = sorted(METHODS)
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hamu_core.builtin_data import load_digits_data
-from hamu_core.selection import (
+from hamu_core.data.builtin import load_digits_data
+from hamu_core.data.selection import (
     SHOWN_IDS,
     describe_selection,
     difference,

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from hamu_core.attack_scores import logit_confidence
-from hamu_core.data import LabelledData
-from hamu_core.models import ModelConfig
-from hamu_core.shadows import (ShadowBank, bank_folder, build_bank, membership_masks, shadow_path,
+from hamu_core.audit.attack_scores import logit_confidence
+from hamu_core.data.labelled import LabelledData
+from hamu_core.models.architectures import ModelConfig
+from hamu_core.audit.shadows import (ShadowBank, bank_folder, build_bank, membership_masks, shadow_path,
                                shadow_train_config, stacked_logits, train_shadow, whole_pool)
-from hamu_core.training import TrainConfig, train_model
+from hamu_core.models.training import TrainConfig, train_model
 
 MODEL = ModelConfig(hidden=(16,))
 RECIPE = TrainConfig(epochs=3, batch_size=32)

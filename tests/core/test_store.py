@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from hamu_core.methods import make_rule
-from hamu_core.store import (ReplayMismatch, RunStore, StoredRunRecorder, StoreError, replay_run, resume_run)
-from hamu_core.store_schema import SCHEMA_VERSION, writer_alive, writer_token
-from hamu_core.unlearner import UnlearningRun
+from hamu_core.rules.registry import make_rule
+from hamu_core.runs.store import (ReplayMismatch, RunStore, StoredRunRecorder, StoreError, replay_run, resume_run)
+from hamu_core.runs.store_schema import SCHEMA_VERSION, writer_alive, writer_token
+from hamu_core.runs.unlearner import UnlearningRun
 
 SETTINGS = {"method": "hamu-q", "constraint": 1e-3, "lr": 1e-2}  # the rule every run here uses
 ROOT = Path(__file__).resolve().parents[2]
@@ -247,9 +247,9 @@ def test_replay_reproduces_a_stored_run_and_catches_a_tampered_record(tmp_path, 
 
 KILLED_SCRIPT = inspect.getsource(tiny_problem) + textwrap.dedent(f"""
     import sys, time
-    from hamu_core.methods import make_rule
-    from hamu_core.store import RunStore, StoredRunRecorder
-    from hamu_core.unlearner import UnlearningRun
+    from hamu_core.rules.registry import make_rule
+    from hamu_core.runs.store import RunStore, StoredRunRecorder
+    from hamu_core.runs.unlearner import UnlearningRun
 
     model, retain, forget, forget_ids = tiny_problem()
     run = UnlearningRun(make_rule(**{SETTINGS!r}), model=model, retain=retain, forget=forget, seed=3,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hamu_core.builtin_data import load_digits_data
-from hamu_core.data import DataError
-from hamu_core.text_data import perturb_text, text_dataset, with_semantic_duplicates
+from hamu_core.data.builtin import load_digits_data
+from hamu_core.data.labelled import DataError
+from hamu_core.data.text import perturb_text, text_dataset, with_semantic_duplicates
 
 TEXTS = ["a great warm film", "great acting and a warm story", "dull and slow",
          "slow dull plot", "warm funny great", "zebra unseen word"]

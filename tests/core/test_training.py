@@ -7,10 +7,10 @@ import pytest
 import torch
 from threadpoolctl import threadpool_info
 
-from hamu_core.builtin_data import load_digits_data
-from hamu_core.models import ModelConfig
-from hamu_core.selection import select_class
-from hamu_core.training import TrainConfig, original_and_retrain, retain_ids, train_model
+from hamu_core.data.builtin import load_digits_data
+from hamu_core.models.architectures import ModelConfig
+from hamu_core.data.selection import select_class
+from hamu_core.models.training import TrainConfig, original_and_retrain, retain_ids, train_model
 
 DATA = load_digits_data()
 QUICK = TrainConfig(epochs=2)  # enough to test plumbing and determinism, not accuracy

@@ -11,8 +11,8 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from hamu_core.config import DEFAULTS
-from hamu_core.methods import make_rule
-from hamu_core.unlearner import StepRecord, UnlearningRun
+from hamu_core.rules.registry import make_rule
+from hamu_core.runs.unlearner import StepRecord, UnlearningRun
 
 FORGET_CLASS = 3
 
@@ -123,7 +123,7 @@ def test_stop_options_refuse_steps_and_keep_weights(digits_model):
 def test_unavoidable_degradation_stop(digits_model):
     """Forget samples duplicated in the retain set (the paper's hard case) make κ > 0; a B
     close to the most a radius-R step can gain then forces the retain loss up (κ > κ2)."""
-    from hamu_core import gradients as G
+    from hamu_core.rules import gradients as G
 
     model, retain, _ = digits_model
     duplicates = (retain[0][:60], retain[1][:60])

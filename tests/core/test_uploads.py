@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hamu_core.data import DataError
-from hamu_core.uploads import UploadConfig, load_csv, load_image_zip, load_npz, load_upload
+from hamu_core.data.labelled import DataError
+from hamu_core.data.uploads import UploadConfig, load_csv, load_image_zip, load_npz, load_upload
 
 
 def csv_bytes(rows: list[str]) -> bytes:

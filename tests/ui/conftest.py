@@ -2,8 +2,8 @@
 
 import pytest
 
-from hamu_core.builtin_data import load_digits_data
-from hamu_core.models import ModelConfig, build_model
+from hamu_core.data.builtin import load_digits_data
+from hamu_core.models.architectures import ModelConfig, build_model
 
 
 @pytest.fixture(scope="module")

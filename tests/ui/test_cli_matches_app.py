@@ -2,7 +2,7 @@
 
 The app's side is built as its pages build it: the session's method settings (Studio
 defaults overlaid with the user's changes), the original model from ``hamu_ui.cache``,
-the forget set from ``hamu_core.selection`` and the page's ``LiveRun``. The CLI's side is a
+the forget set from ``hamu_core.data.selection`` and the page's ``LiveRun``. The CLI's side is a
 real ``python -m hamu_core run`` subprocess whose stored records are compared field by
 field, wall-clock timings aside; the app then reopens the CLI's stored run.
 """
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from hamu_core.builtin_data import load_digits_data
-from hamu_core.models import ModelConfig
-from hamu_core.selection import select_class
-from hamu_core.store import RunStore
-from hamu_core.training import TrainConfig
+from hamu_core.data.builtin import load_digits_data
+from hamu_core.models.architectures import ModelConfig
+from hamu_core.data.selection import select_class
+from hamu_core.runs.store import RunStore
+from hamu_core.models.training import TrainConfig
 from hamu_ui.cache import trained_model
 from hamu_ui.session import LiveRun, StudioSession
 

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from hamu_core.solver import hamu_update
+from hamu_core.rules.solver import hamu_update
 from hamu_ui.figures import (
     COLOUR_BY,
     SVG_LIMIT,

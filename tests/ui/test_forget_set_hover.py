@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from hamu_core.embedding import annotate, embed
+from hamu_core.evaluation.embedding import annotate, embed
 from hamu_ui.forget_set import GLYPH_ROWS, SHADES, hover_text, image_glyphs
 
 

@@ -11,10 +11,10 @@ import math
 import numpy as np
 import pytest
 
-from hamu_core.selection import select_class
-from hamu_core.store import RunStore, StoredRunRecorder
-from hamu_core.target import measure
-from hamu_core.unlearner import UnlearningRun
+from hamu_core.data.selection import select_class
+from hamu_core.runs.store import RunStore, StoredRunRecorder
+from hamu_core.evaluation.target import measure
+from hamu_core.runs.unlearner import UnlearningRun
 from hamu_ui.session import LiveRun
 
 SETTINGS = {"lr": 0.05, "constraint": 0.025}

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hamu_core.embedding import embed
+from hamu_core.evaluation.embedding import embed
 from hamu_ui.figures import selected_ids, selection_regions
 from hamu_ui.forget_set import map_note
 
