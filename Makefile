@@ -23,7 +23,9 @@ app: $(STAMP)
 
 # One OpenMP thread per test process (and its streamlit subprocesses): CI has two shared cores,
 # and oversubscribed threads made the suite several times slower. The app keeps the default.
+# ruff first: the code passing its configuration (pyproject.toml) is part of every test run.
 test: $(STAMP)
+	$(BIN)/ruff check .
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -21,13 +21,13 @@ import time
 
 import torch
 
-from hamu_core.rules import gradients as G
 from hamu_core.data.builtin import load_digits_data
-from hamu_core.rules.registry import make_rule
-from hamu_core.models.architectures import ModelConfig, count_parameters
-from hamu_core.rules.rule import StepInputs
 from hamu_core.data.selection import select_class
+from hamu_core.models.architectures import ModelConfig, count_parameters
 from hamu_core.models.training import TrainConfig, retain_ids, train_model
+from hamu_core.rules import gradients as G
+from hamu_core.rules.registry import make_rule
+from hamu_core.rules.rule import StepInputs
 from hamu_core.runs.unlearner import UnlearningRun
 
 MODEL = ModelConfig(arch="cnn", channels=(32, 64), cnn_hidden=128)  # 53k parameters on 8×8 digits

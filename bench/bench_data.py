@@ -16,8 +16,8 @@ import torch
 
 from hamu_core.data.builtin import fashion_mnist_missing, load_digits_data, load_fashion_mnist
 from hamu_core.data.labelled import LabelledData
-from hamu_core.models.architectures import ModelConfig, count_parameters
 from hamu_core.data.selection import select_class
+from hamu_core.models.architectures import ModelConfig, count_parameters
 from hamu_core.models.training import TrainConfig, retain_ids, train_model
 
 

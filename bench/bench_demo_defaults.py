@@ -27,15 +27,15 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from hamu_core.data.builtin import BUILTIN_DATASETS
-from hamu_core.models.checkpoint import cached_train
 from hamu_core.config import DEFAULTS
+from hamu_core.data.builtin import BUILTIN_DATASETS
 from hamu_core.data.labelled import LabelledData
-from hamu_core.rules.registry import make_rule
+from hamu_core.data.selection import select_class, select_rho_mix
 from hamu_core.evaluation.metrics import sample_outputs
 from hamu_core.models.architectures import ModelConfig
-from hamu_core.data.selection import select_class, select_rho_mix
+from hamu_core.models.checkpoint import cached_train
 from hamu_core.models.training import TrainConfig, retain_ids
+from hamu_core.rules.registry import make_rule
 from hamu_core.runs.unlearner import UnlearningRun
 
 STEPS = 100

@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 
 from hamu_core.data.builtin import load_digits_data
+from hamu_core.data.selection import select_random
 from hamu_core.evaluation.embedding import project, warm_umap
 from hamu_core.evaluation.metrics import evaluate
 from hamu_core.models.architectures import ModelConfig
-from hamu_core.data.selection import select_random
-from hamu_core.models.training import TrainConfig, original_and_retrain
+from hamu_core.models.training import TrainConfig, retain_ids, train_model
 
 
 def timed(fn, *args, **kwargs) -> float:
@@ -32,7 +32,8 @@ def timed(fn, *args, **kwargs) -> float:
 def evaluation_table() -> pd.DataFrame:
     data = load_digits_data()
     forget = select_random(data, 0.1, seed=0)
-    original, retrain = original_and_retrain(data, forget, ModelConfig(), TrainConfig())
+    original = train_model(data, data.train_ids, ModelConfig(), TrainConfig())
+    retrain = train_model(data, retain_ids(data, forget), ModelConfig(), TrainConfig())
     cases = {"current only": {}, "+ retrain": {"retrain": retrain},
              "+ retrain + original": {"retrain": retrain, "original": original}}
     rows = [{"case": name, "n_boot": n_boot, "seconds": timed(evaluate, original, data, forget, n_boot=n_boot, **refs)}

@@ -23,8 +23,14 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from torch import nn
 
+from hamu_core.evaluation.hardness import (
+    EASY_COS,
+    HARD_COS,
+    SampleHardness,
+    per_sample_hardness,
+    per_sample_hardness_loop,
+)
 from hamu_core.rules import gradients as G
-from hamu_core.evaluation.hardness import EASY_COS, HARD_COS, SampleHardness, per_sample_hardness, per_sample_hardness_loop
 
 REPEATS = 5  # interleaved timed rounds after one warm-up; the best per method is reported
 CHUNK_SIZES = (64, 256)  # per-sample gradients alive at once in the norm pass (64: the default)

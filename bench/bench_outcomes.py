@@ -32,13 +32,13 @@ import time
 import numpy as np
 import pandas as pd
 
-from hamu_core.runs.compare import compare_methods
 from hamu_core.config import DEFAULTS
-from hamu_core.runs.experiment import ExperimentSpec, ForgetChoice, prepare, unlearning_run
-from hamu_core.rules.registry import METHODS
 from hamu_core.evaluation.metrics import SPLITS, sample_outputs
 from hamu_core.evaluation.target import reference_distance
 from hamu_core.models.training import retain_ids
+from hamu_core.rules.registry import METHODS
+from hamu_core.runs.compare import compare_methods
+from hamu_core.runs.experiment import ExperimentSpec, ForgetChoice, prepare, unlearning_run
 from hamu_core.runs.unlearner import DEFAULT_STOP
 
 

@@ -25,11 +25,11 @@ import torch
 
 from hamu_core.audit import attack_scores as S
 from hamu_core.audit.attacks import FPR_LEVELS, POPULATION, audit, unlearn_shadows
+from hamu_core.audit.shadows import DEFAULT_SHADOWS, build_bank
 from hamu_core.config import DEFAULTS
-from hamu_core.runs.experiment import ExperimentSpec, ForgetChoice, prepare, unlearning_run
 from hamu_core.evaluation.privacy import Estimate
 from hamu_core.evaluation.roc import tpr_at_fpr
-from hamu_core.audit.shadows import DEFAULT_SHADOWS, build_bank
+from hamu_core.runs.experiment import ExperimentSpec, ForgetChoice, prepare, unlearning_run
 from hamu_core.runs.unlearner import DEFAULT_STOP
 
 REQUESTS = {"class 3": ForgetChoice("class", cls="3"), "random 5%": ForgetChoice("random", fraction=0.05),

@@ -27,10 +27,10 @@ import pandas as pd
 import torch
 
 from hamu_core.config import DEFAULTS
-from hamu_core.runs.experiment import load_dataset
-from hamu_core.runs.ledger import parse_requests, run_ledger
 from hamu_core.models.architectures import ModelConfig
 from hamu_core.models.training import TrainConfig, retain_ids, train_model
+from hamu_core.runs.experiment import load_dataset
+from hamu_core.runs.ledger import parse_requests, run_ledger
 
 TARGET_SPEEDUP = 10.0
 

@@ -3,7 +3,8 @@
 A thin layer over ``hamu_core.runs.experiment`` (one run, built as the app builds it),
 ``hamu_core.runs.sweep`` (many runs in worker processes) and the run store, so a script gets
 exactly the histories the Studio shows and can reopen them there. Every mistake in the
-arguments ends with one plain line on stderr and exit code 2, never a traceback.
+arguments or the data ends with one plain line on stderr and exit code 2, an internal error
+with one line and exit code 1; a traceback only with ``--debug``.
 
 The modules that do the work (experiment, sweep, store, metrics, report) are imported
 inside the verb that needs them: ``--help`` and a mistyped argument then answer in
@@ -15,15 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 
-from hamu_core.data.builtin import BUILTIN_DATASETS, DatasetUnavailable
-from hamu_core.models.checkpoint import CheckpointError
 from hamu_core.config import DEFAULTS
-from hamu_core.rules.registry import METHOD_HELP, METHODS
+from hamu_core.data.builtin import BUILTIN_DATASETS, DatasetUnavailable
 from hamu_core.models.architectures import ARCHS, ModelConfig
-from hamu_core.runs.store_schema import StoreError
+from hamu_core.models.checkpoint import CheckpointError
 from hamu_core.models.training import TrainConfig
+from hamu_core.rules.registry import METHOD_HELP, METHODS
+from hamu_core.rules.setting import declared, parse_setting
+from hamu_core.runs.store_schema import StoreError
 from hamu_core.runs.unlearner import DEFAULT_STOP, STOP_RULES
 
 PROG = "python -m hamu_core"
@@ -31,7 +34,9 @@ EXAMPLES = f"""examples:
   {PROG} train --forget-class 3                 train the original and the retrain reference
   {PROG} run --method hamu-q --forget-class 3 --steps 100
   {PROG} run --method ga --forget-random 0.05 --steps 50 --set lr=0.005 --until infeasible
+  torchrun --nproc_per_node 2 -m hamu_core run --method hamu-q --forget-class 3 --distributed   data-parallel steps
   {PROG} sweep --methods hamu-q,gdiff --constraints 0.01,0.025 --seeds 0,1 --forget-class 3 --workers 2 --csv sweep.csv
+  {PROG} sweep --methods hamu-q,gdiff --seeds 0,1,2,3 --forget-class 3 --engine ray --address auto   on a Ray cluster
   {PROG} list
   {PROG} report 3f2a --format html --out-dir reports
   {PROG} shadows --shadows 16 --workers 2           train the shadow bank the audit needs, ahead of time
@@ -55,37 +60,56 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-class TextProgress:
-    """A plain progress bar on stderr: redrawn in place on a terminal, a line per 10% otherwise."""
+class ProgressBar:
+    """The core's ``Progress`` callback (fraction done, message) drawn as a tqdm bar on stderr.
 
-    def __init__(self, enabled: bool = True, width: int = 30) -> None:
-        self.enabled, self.width, self.shown = enabled, width, -1
-        self.tty = sys.stderr.isatty()
+    Only on a terminal and without ``--quiet`` (tqdm's ``disable=None`` turns it off when
+    stderr is not a TTY), so a script that reads stdout's ``name value`` lines or captures
+    stderr never meets a bar. A fraction of 1 closes the bar; the next phase opens a new one.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled, self.bar = enabled, None
 
     def __call__(self, fraction: float, message: str) -> None:
-        if not self.enabled:
-            return
-        tenth = int(fraction * 10)
-        if not self.tty and tenth == self.shown and fraction < 1:
-            return
-        self.shown = tenth
-        bar = "#" * int(fraction * self.width)
-        line = f"[{bar:<{self.width}}] {fraction:4.0%} {message}"
-        sys.stderr.write(f"\r{line:<90}" if self.tty else line + "\n")
-        if self.tty and fraction >= 1:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+        if self.bar is None:
+            from tqdm import tqdm  # here, like the verbs' modules: --help stays fast
+
+            self.bar = tqdm(total=1.0, file=sys.stderr, disable=None if self.enabled else True, leave=False,
+                            bar_format="{percentage:3.0f}%|{bar:30}| {desc}")
+        self.bar.n = min(max(fraction, 0.0), 1.0)
+        self.bar.set_description_str(message)  # refreshes the bar
+        if fraction >= 1:
+            self.bar.close()
+            self.bar = None
 
 
-def _setting(text: str) -> tuple[str, object]:
-    """``name=value`` with the value read as JSON when it parses (numbers, true/false), else as text."""
+def _setting(text: str) -> tuple[str, str]:
+    """``name=value`` split in two; the value is typed by the rule that declares the name (``_typed_settings``)."""
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected name=value, got {text!r}")
-    try:
-        return name, json.loads(value)
-    except json.JSONDecodeError:
-        return name, value
+    return name.strip(), value
+
+
+def _typed_settings(methods: list[str], pairs: list[tuple[str, str]]) -> dict:
+    """``--set`` values typed and range-checked by each method that declares the setting.
+
+    The declaration in the rule's dataclass field (``hamu_core.rules.setting``) is the only
+    place a range lives, so the CLI refuses exactly what the rule and the settings form refuse.
+    """
+    rules = [m for m in methods if m in METHODS]  # an unknown method is refused by name elsewhere
+    settings = {}
+    for name, text in pairs:
+        owners = [m for m in rules if name in declared(METHODS[m])]
+        if not owners:
+            known = sorted({n for m in rules for n in declared(METHODS[m])})
+            raise UsageError(f"--set {name}: no such setting for {', '.join(methods)}; settings: {', '.join(known)}")
+        try:
+            settings[name] = [parse_setting(METHODS[m], name, text) for m in owners][0]
+        except ValueError as err:
+            raise UsageError(f"--set {name}={text}: {err}") from None
+    return settings
 
 
 def _count(text: str) -> int:
@@ -126,8 +150,13 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_experiment_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by train, run and sweep: data, model recipe and forget set."""
+    """Options shared by train, run and sweep: data, model recipe, device, own model and forget set."""
     _add_recipe_options(parser)
+    where = parser.add_argument_group("device and your own model")
+    where.add_argument("--device", default="auto", metavar="DEVICE",
+                       help="auto (CUDA when PyTorch sees a GPU, else the CPU), cpu, cuda or cuda:N (default auto)")
+    where.add_argument("--model-file", metavar="FILE", help="your own model instead of training one: a .safetensors "
+                       "state dict for --arch, or a torch.export .pt2 program; no retrain reference is trained")
     forget = parser.add_argument_group("forget set (choose one)")
     which = forget.add_mutually_exclusive_group()
     which.add_argument("--forget-class", metavar="CLASS", help="every training sample of a class (its name, or its index)")
@@ -157,10 +186,54 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """Where a sweep's cells run: local worker processes, or Ray tasks (an optional extra)."""
+    group = parser.add_argument_group("engine")
+    group.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: --workers processes on this machine (default); ray: one Ray task per cell, on "
+                       "a Ray started here or on the cluster at --address (needs pip install '.[ray]')")
+    group.add_argument("--address", metavar="ADDR", help="with --engine ray: an existing Ray cluster, e.g. auto or "
+                       "ray://head:10001 (default: start Ray on this machine)")
+    group.add_argument("--cpus-per-task", type=_non_negative, metavar="N",
+                       help="with --engine ray: CPUs per cell, also its torch threads (default 1)")
+    group.add_argument("--gpus-per-task", type=_non_negative, metavar="N",
+                       help="with --engine ray: GPUs per cell, fractions allowed, e.g. 0.25 (default 0)")
+    group.add_argument("--retries", type=int, metavar="N",
+                       help="with --engine ray: reruns of a cell whose worker died (default 2)")
+
+
+def _sweep_engine(args: argparse.Namespace):
+    """The engine the sweep's options name: None for the local one, else a RayEngine (ray checked here)."""
+    ray_options = {"--address": ("address", args.address), "--cpus-per-task": ("cpus_per_task", args.cpus_per_task),
+                   "--gpus-per-task": ("gpus_per_task", args.gpus_per_task), "--retries": ("max_retries", args.retries)}
+    given = {flag: field for flag, field in ray_options.items() if field[1] is not None}  # others: RayEngine's defaults
+    if args.engine == "local":
+        if given:
+            raise UsageError(f"{next(iter(given))} is an option of --engine ray")
+        return None
+    if args.workers != 1:
+        raise UsageError("--workers is an option of --engine local; Ray runs as many cells at once as its CPUs allow")
+    from hamu_core.runs.ray_engine import EngineUnavailable, RayEngine
+
+    try:
+        return RayEngine(**dict(given.values()))
+    except EngineUnavailable as err:
+        raise UsageError(str(err)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="HAMU Studio without a browser: train models, run and sweep unlearning "
                      "methods, and export reports of stored runs.", epilog=EXAMPLES,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="on any error, also print the traceback (accepted "
+                        "anywhere on the line)")
     verbs = parser.add_subparsers(dest="verb", required=True,
                                   metavar="{train,run,sweep,list,report,shadows,audit,requests}")
     store_only = argparse.ArgumentParser(add_help=False)
@@ -180,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--label", default="", help="a name for the run in the run list and on its report")
     run.add_argument("--request-ref", default="", metavar="REF",
                      help="the request the run answers (ticket id, requester); stored and stated in the report")
+    run.add_argument("--distributed", action="store_true",
+                     help="one rank of a data-parallel run, launched as torchrun --nproc_per_node N -m hamu_core run "
+                     "... --distributed: each process computes its share of every batch (gloo on the CPU, nccl "
+                     "with one GPU per process) and rank 0 stores the run")
     _add_experiment_options(run)
     _add_run_options(run)
     sweep = verbs.add_parser("sweep", help="run methods x constraints x seeds in parallel",
@@ -188,8 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--methods", type=_listing(str), default=[DEFAULTS.method], help="comma-separated methods")
     sweep.add_argument("--constraints", type=_listing(float), default=[], help="comma-separated constraints B")
     sweep.add_argument("--seeds", type=_listing(int), default=[DEFAULTS.seed], help="comma-separated seeds")
-    sweep.add_argument("--workers", type=_count, default=1, help="worker processes (default 1)")
+    sweep.add_argument("--workers", type=_count, default=1, help="worker processes of --engine local (default 1)")
     sweep.add_argument("--csv", metavar="FILE", help="also write the summary table to this CSV file")
+    _add_engine_options(sweep)
     _add_experiment_options(sweep)
     _add_run_options(sweep)
     verbs.add_parser("list", parents=[store_only], help="list stored runs, newest first")
@@ -244,6 +322,8 @@ def _add_privacy_verbs(verbs, store_only: argparse.ArgumentParser) -> None:
     bank.add_argument("--workers", type=_count, default=1,
                       help="worker processes that train shadows and, for U-LiRA, unlearn them (default 1)")
     bank.add_argument("--quiet", action="store_true", help="no progress bars")
+    bank.add_argument("--device", default="auto", metavar="DEVICE",
+                      help="where shadows train: auto (CUDA when PyTorch sees a GPU), cpu, cuda or cuda:N")
     shadows = verbs.add_parser("shadows", parents=[bank], help="train the shadow bank of a dataset and recipe",
                                description="Train (or load from the disk cache) K shadow models of the recipe, "
                                "each on a random half of the train and test samples, for the audit verb. "
@@ -288,7 +368,8 @@ def _spec(args: argparse.Namespace, method: str = DEFAULTS.method, seed: int = D
     return ExperimentSpec(forget=forget, dataset=args.dataset, data_file=args.data,
                           model=ModelConfig(arch=args.arch), train=TrainConfig(epochs=args.epochs, seed=args.train_seed),
                           method=method, settings=settings, seed=seed,
-                          retain_batch_size=getattr(args, "retain_batch_size", DEFAULTS.retain_batch_size))
+                          retain_batch_size=getattr(args, "retain_batch_size", DEFAULTS.retain_batch_size),
+                          device=args.device, model_file=args.model_file)
 
 
 def _store(folder: str | None):
@@ -313,12 +394,14 @@ def _print_metrics(metrics: dict) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from hamu_core.runs.experiment import prepare
     from hamu_core.evaluation.metrics import sample_outputs
+    from hamu_core.runs.experiment import prepare
 
     spec = _spec(args)
-    prepared = prepare(spec, progress=TextProgress())
+    prepared = prepare(spec, progress=ProgressBar())
     for role, model in (("original", prepared.original), ("retrain", prepared.retrain)):
+        if model is None:  # an own model (--model-file) has no retrain reference
+            continue
         accuracy = sample_outputs(model, prepared.data, prepared.data.test_ids).accuracy
         print(f"{role:<9} test accuracy {accuracy:.4f}")
     print(f"forget set: {len(prepared.forget_ids)} samples ({spec.forget.describe()})")
@@ -328,10 +411,20 @@ def _train(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from hamu_core.runs.experiment import execute
 
-    spec = _spec(args, args.method, args.seed, tuple(args.set))
-    with _store(args.store) as store:
-        outcome = execute(spec, store, steps=args.steps, stop_when=args.until, with_eval=not args.no_eval,
-                          label=args.label, request_ref=args.request_ref, progress=TextProgress(not args.quiet))
+    spec = _spec(args, args.method, args.seed, tuple(_typed_settings([args.method], args.set).items()))
+    if args.distributed:
+        from hamu_core.runs.distributed import run_on_ranks
+
+        if args.store is not None:
+            Path(args.store).mkdir(parents=True, exist_ok=True)  # every rank may get here first
+        outcome = run_on_ranks(spec, args.store, steps=args.steps, stop_when=args.until, with_eval=not args.no_eval,
+                               label=args.label, request_ref=args.request_ref, progress=ProgressBar(not args.quiet))
+        if outcome is None:  # a rank other than 0: it took the steps; rank 0 stored and reports them
+            return 0
+    else:
+        with _store(args.store) as store:
+            outcome = execute(spec, store, steps=args.steps, stop_when=args.until, with_eval=not args.no_eval,
+                              label=args.label, request_ref=args.request_ref, progress=ProgressBar(not args.quiet))
     print(f"run_id: {outcome.run_id}")
     print(f"status: {outcome.stop.kind} ({outcome.status}): {outcome.stop.message}")
     _print_metrics({"steps": outcome.steps, "reported_step": outcome.reported_step, **outcome.metrics})
@@ -341,11 +434,13 @@ def _run(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from hamu_core.runs.sweep import run_sweep, sweep_specs
 
-    specs = sweep_specs(_spec(args), args.methods, args.constraints, args.seeds, dict(args.set))
+    engine = _sweep_engine(args)
+    specs = sweep_specs(_spec(args), args.methods, args.constraints, args.seeds,
+                        _typed_settings(list(args.methods), args.set))
     with _store(args.store) as store:
         path = store.path
-    table = run_sweep(specs, str(path), steps=args.steps, stop_when=args.until, workers=args.workers,
-                      with_eval=not args.no_eval, progress=TextProgress(not args.quiet))
+    table = run_sweep(specs, str(path), steps=args.steps, stop_when=args.until, workers=args.workers, engine=engine,
+                      with_eval=not args.no_eval, progress=ProgressBar(not args.quiet))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.csv:
         table.to_csv(args.csv, index=False)
@@ -376,13 +471,13 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _shadows(args: argparse.Namespace) -> int:
-    from hamu_core.runs.experiment import load_dataset
     from hamu_core.audit.shadows import bank_folder, build_bank
+    from hamu_core.runs.experiment import load_dataset
 
     data = load_dataset(args.dataset, args.data)
     model_config, train_config = ModelConfig(arch=args.arch), TrainConfig(epochs=args.epochs, seed=args.train_seed)
     bank = build_bank(data, model_config, train_config, k=args.shadows, workers=args.workers,
-                      progress=TextProgress(not args.quiet))
+                      progress=ProgressBar(not args.quiet), device=args.device)
     print(f"shadows: {len(bank)} of {data.name} ({args.arch}, {args.epochs} epochs), each on half of "
           f"{len(bank.pool_ids)} samples (train and test)")
     print(f"folder: {bank_folder(data, model_config, train_config, len(bank), bank.seed)}")
@@ -407,8 +502,8 @@ def _audit_models(store, stored, data, model_config, train_config, step: int | N
     import numpy as np
 
     from hamu_core.models.checkpoint import cached_train
-    from hamu_core.runs.store import ReplayMismatch, resume_run
     from hamu_core.models.training import retain_ids
+    from hamu_core.runs.store import ReplayMismatch, resume_run
 
     forget_ids = np.asarray(stored.forget_ids, dtype=np.int64)
     reported = [e["reported_step"] for e in stored.evaluations if "reported_step" in e]
@@ -429,13 +524,14 @@ def _audit(args: argparse.Namespace) -> int:
     from hamu_core.audit.attacks import ATTACKS, FPR_LEVELS, audit, level_name, unlearn_shadows
     from hamu_core.audit.shadows import build_bank
 
-    progress = TextProgress(not args.quiet)
+    progress = ProgressBar(not args.quiet)
     with _store(args.store) as store:
         stored = store.get_run(_resolve(store, args.run_id))
         data, model_config, train_config = _stored_data(stored.dataset)
         original, current, retrain, step = _audit_models(store, stored, data, model_config, train_config, args.step,
                                                          progress)
-    bank = build_bank(data, model_config, train_config, k=args.shadows, workers=args.workers, progress=progress)
+    bank = build_bank(data, model_config, train_config, k=args.shadows, workers=args.workers, progress=progress,
+                      device=args.device)
     attacks = ATTACKS if args.attack == "all" else (args.attack,)
     unlearned = None
     if "ulira" in attacks:
@@ -482,8 +578,8 @@ def _requests(args: argparse.Namespace) -> int:
     requests = parse_requests(path.read_text(encoding="utf-8"), base_dir=path.parent)
     ledger = run_ledger(requests, dataset=load_dataset(args.dataset, args.data), model_config=ModelConfig(arch=args.arch),
                         train_config=TrainConfig(epochs=args.epochs, seed=args.train_seed), method=args.method,
-                        settings=dict(args.set), seed=args.seed, max_steps=args.steps, stop_when=args.until,
-                        retain_batch_size=args.retain_batch_size, progress=TextProgress(not args.quiet))
+                        settings=_typed_settings([args.method], args.set), seed=args.seed, max_steps=args.steps, stop_when=args.until,
+                        retain_batch_size=args.retain_batch_size, progress=ProgressBar(not args.quiet))
     for k, entry in enumerate(ledger.entries, 1):
         status = "failed" if entry.stop_kind == "diverged" else "finished"
         print(f"request {k}: {entry.request}")
@@ -497,15 +593,27 @@ VERBS = {"train": _train, "run": _run, "sweep": _sweep, "list": _list, "report":
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run the verb; a user mistake prints one line and returns 2."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Parse ``argv`` and run the verb: a user's mistake prints one line and returns 2, an internal
+    error one line and returns 1. ``--debug``, anywhere on the line, adds the traceback to either."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
     try:
         return VERBS[args.verb](args)
     except (UsageError, *USER_ERRORS) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"{PROG} {args.verb}: error: {message}", file=sys.stderr)
-        return 2
+        return _fail(args.verb, f"error: {message}", 2, debug)
     except KeyboardInterrupt:
         print(f"{PROG} {args.verb}: interrupted; finished steps are stored", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 -- the one place where any internal error becomes one line
+        return _fail(args.verb, f"internal error: {type(err).__name__}: {err} (a bug: please report it with the "
+                     "traceback that --debug prints)", 1, debug)
+
+
+def _fail(verb: str, message: str, code: int, debug: bool) -> int:
+    """Print ``message`` on one line of stderr (the traceback first with ``--debug``) and return ``code``."""
+    if debug:
+        traceback.print_exc()
+    print(" ".join(f"{PROG} {verb}: {message}".split()), file=sys.stderr)
+    return code

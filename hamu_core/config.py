@@ -75,7 +75,7 @@ class StudioDefaults:
         """The settings the Studio starts ``method`` with; every other field keeps the rule's default."""
         if method not in METHODS:
             raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
-        if METHODS[method] is HamuUpdate:
+        if issubclass(METHODS[method], HamuUpdate):
             return {"mode": self.hamu_mode, "radius": self.hamu_radius, "constraint": self.hamu_constraint,
                     "clip_norm": self.clip_norm}
         return {"lr": self.baseline_lr, "clip_norm": self.clip_norm}

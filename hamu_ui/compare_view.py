@@ -22,17 +22,25 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from hamu_core.runs.compare import (ACCURACIES, Comparison, compare_methods, constraint_sweep, merge_identical,
-                               rank_by_reference)
 from hamu_core.config import DEFAULTS
-from hamu_core.rules.registry import METHOD_HELP, METHODS
 from hamu_core.evaluation.target import ReferenceTarget, measure, measured_splits
+from hamu_core.models.architectures import TrainedModel
+from hamu_core.models.training import retain_ids
+from hamu_core.rules.registry import METHOD_HELP, METHODS
+from hamu_core.runs.compare import (
+    ACCURACIES,
+    Comparison,
+    compare_methods,
+    constraint_sweep,
+    merge_identical,
+    rank_by_reference,
+)
 from hamu_core.runs.unlearner import STOP_RULES
-from hamu_ui import cache, widgets
+from hamu_ui import cache
 from hamu_ui.comparison_figures import reference_figure
 from hamu_ui.figures import tradeoff_figure
 from hamu_ui.session import StudioSession
-from hamu_ui.widgets import Workspace
+from hamu_ui.workspace import Workspace, progress_bar
 
 DEFAULT_METHODS = ("hamu-q", "gdiff", "ga")  # HAMU against a balanced and an unprotected baseline
 DEFAULT_STEPS = 30  # enough for HAMU-Q to forget a digits class at the Studio's defaults (config.py)
@@ -117,7 +125,7 @@ def workspace_key(session: StudioSession, ws: Workspace) -> tuple:
 
 
 def run(session: StudioSession, ws: Workspace, specs: list, steps: int, stop_when: tuple[str, ...],
-        reference: cache.TrainedModel | None) -> None:
+        reference: TrainedModel | None) -> None:
     """Run every spec from the original model under ``stop_when``, with a progress bar; keep the result.
 
     Every run is measured on one probe (``target.measured_splits``) after its last step;
@@ -125,11 +133,11 @@ def run(session: StudioSession, ws: Workspace, specs: list, steps: int, stop_whe
     "reached_reference" and each run's closest step).
     """
     forget = session.forget_ids
-    retain = np.setdiff1d(ws.data.train_ids, forget)
+    retain = retain_ids(ws.data, forget)
     probe = measured_splits(ws.data, forget, session.seed)
     try:
         target = None if reference is None else ReferenceTarget(reference.model, ws.original.model, probe)
-        with widgets.progress_bar(f"Running {len(specs)} methods for up to {steps} steps each") as report:
+        with progress_bar(f"Running {len(specs)} methods for up to {steps} steps each") as report:
             result = compare_methods(specs, model=ws.original.model, retain=ws.data.tensors(retain),
                                      forget=ws.data.tensors(forget), seed=session.seed, steps=steps,
                                      retain_batch_size=DEFAULTS.retain_batch_size, progress=report,
@@ -182,11 +190,10 @@ def final_table(finals: pd.DataFrame, reference: dict | None) -> pd.DataFrame:
     return table.set_index("method")
 
 
-def show(session: StudioSession, ws: Workspace, result: Comparison, reference: cache.TrainedModel | None) -> None:
+def show(session: StudioSession, ws: Workspace, result: Comparison, reference: TrainedModel | None) -> None:
     """The runs ranked by distance to the reference: the accuracy map, the table, the loss paths, why runs stopped."""
-    def point(model: cache.TrainedModel) -> dict[str, float]:
-        return cache.model_point(ws.source, model.key, session.forget_key, session.seed, ws.data, model.model,
-                                 session.forget_ids)
+    def point(model: TrainedModel) -> dict[str, float]:
+        return cache.model_point(ws.data, model, session.forget_ids, session.seed)
 
     st.markdown(f"**{len(result.finals)} runs**, up to {result.steps} steps each, seed {result.seed}, "
                 f"{stop_words(result.stop_when)}.")

@@ -12,35 +12,19 @@ that run state across reruns, until the run takes a step or changes.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 from torch import nn
 
-from hamu_core.data.labelled import LabelledData
-from hamu_core.audit.durability import durability_reading, quantization_table, relearning_curves
-from hamu_core.models.architectures import model_fingerprint
+from hamu_core.audit.durability import durability_reading
+from hamu_core.models.architectures import TrainedModel
 from hamu_ui import cache
 from hamu_ui.durability_figures import quantization_display, relearning_figure
 from hamu_ui.session import StudioSession
-from hamu_ui.widgets import Workspace
+from hamu_ui.workspace import Workspace
 
 BUTTON_KEY = "inspect.durability"
 UNLEARNED = "the unlearned model"  # the live run's model, as named in the chart, the table and the reading
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def relearning(source: str, model_key: str, forget_key: str, seed: int, _data: LabelledData, _model: nn.Module,
-               _forget_ids: np.ndarray) -> pd.DataFrame:
-    """``durability.relearning_curves`` of one model (its ``model`` column left for the caller to name)."""
-    return relearning_curves({"": _model}, _data, _forget_ids, seed=seed)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def quantization(source: str, model_key: str, forget_key: str, seed: int, _data: LabelledData, _model: nn.Module,
-                 _forget_ids: np.ndarray) -> pd.DataFrame:
-    """``durability.quantization_table`` of one model (its ``model`` column left for the caller to name)."""
-    return quantization_table({"": _model}, _data, _forget_ids, seed=seed)
 
 
 def unlearned_model(session: StudioSession) -> nn.Module:
@@ -48,24 +32,23 @@ def unlearned_model(session: StudioSession) -> nn.Module:
     return session.live.run.model_at(session.live.reported_step)
 
 
-def run_state(session: StudioSession, reference: cache.TrainedModel) -> tuple:
+def run_state(session: StudioSession, reference: TrainedModel) -> tuple:
     """What the check's result depends on, known without copying a model: run, steps taken, closest step."""
     run = session.live.run
     return session.live.key, len(run.history_), run.closest_step_, reference.key
 
 
-def results(session: StudioSession, ws: Workspace, models: dict[str, cache.TrainedModel]
+def results(session: StudioSession, ws: Workspace, models: dict[str, TrainedModel]
             ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(relearning curves, quantization table) of every model, each computed once per weight fingerprint."""
     def each(cached) -> pd.DataFrame:
-        return pd.concat([cached(ws.source, m.key, session.forget_key, session.seed, ws.data, m.model,
-                                 session.forget_ids).assign(model=name) for name, m in models.items()],
-                         ignore_index=True)
+        return pd.concat([cached(ws.data, m, session.forget_ids, session.seed).assign(model=name)
+                          for name, m in models.items()], ignore_index=True)
 
-    return each(relearning), each(quantization)
+    return each(cache.relearning), each(cache.quantization)
 
 
-def show(session: StudioSession, ws: Workspace, reference: cache.TrainedModel | None) -> None:
+def show(session: StudioSession, ws: Workspace, reference: TrainedModel | None) -> None:
     """The section: what the check does, its button, then the reading in words, the curves and the table."""
     if session.live is None or reference is None:
         st.caption("The durability check compares an unlearning run's model with the original and the retrain "
@@ -83,7 +66,7 @@ def show(session: StudioSession, ws: Workspace, reference: cache.TrainedModel | 
     if session.durability_checked != state:
         return
     model = unlearned_model(session)
-    models = {"original": ws.original, UNLEARNED: cache.TrainedModel(model, model_fingerprint(model)),
+    models = {"original": ws.original, UNLEARNED: TrainedModel(model),
               "retrain": reference}
     try:
         with st.spinner("Relearning and quantizing copies of the three models…"):

@@ -34,6 +34,7 @@ REGION_COLOURS = {"direct": "rgba(44,160,44,0.12)", "rectified": "rgba(31,119,18
                   "collateral forgetting": "rgba(214,39,40,0.14)"}
 COLOUR_BY = ("class", "forget / retain", "hardness")
 SVG_LIMIT = 5000  # above this many points the embedding is drawn with WebGL
+PATH_POINTS = 300  # steps drawn per live chart; a longer run is thinned evenly (thinned_path)
 _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10))
 
 
@@ -56,6 +57,23 @@ def _figure(traces: list, layout: dict) -> go.Figure:
     fig = go.Figure(traces, layout=checked, _validate=False)
     fig._validate = fig.layout._validate = True
     return fig
+
+
+def thinned_path(frame: pd.DataFrame, limit: int = PATH_POINTS, keep=()) -> pd.DataFrame:
+    """At most ``limit`` rows of a per-step frame spread evenly over it, plus the steps in ``keep``.
+
+    The first and the last row always stay (where the run began and where it is now), and
+    so does every row whose ``step`` is in ``keep`` (a marked step, such as the one closest
+    to the reference): a chart of a long run then draws a bounded number of points, so
+    redrawing it stays as quick at step 3,000 as at step 30. Rows keep their order.
+    """
+    if limit < 2:
+        raise ValueError(f"limit must be at least 2 (the first and the last row), got {limit}")
+    if len(frame) <= limit:
+        return frame
+    spread = np.unique(np.round(np.linspace(0, len(frame) - 1, limit)).astype(int))
+    marked = np.flatnonzero(frame["step"].isin(list(keep)).to_numpy())
+    return frame.iloc[np.union1d(spread, marked)]
 
 
 def embedding_figure(frame: pd.DataFrame, colour_by: str = "class", hover: pd.Series | None = None) -> go.Figure:

@@ -15,7 +15,7 @@ import streamlit as st
 
 from hamu_core.data.labelled import LabelledData
 from hamu_core.data.selection import select_class, select_hardest, select_listed, select_random, select_rho_mix
-from hamu_ui import cache
+from hamu_core.evaluation.hardness import Hardness
 from hamu_ui.figures import selected_ids, selection_regions
 from hamu_ui.session import StudioSession
 
@@ -78,6 +78,7 @@ def image_glyphs(pixels: np.ndarray, max_rows: int = GLYPH_ROWS) -> str:
     Plotly's hover boxes cannot hold pictures, but they can hold text in a monospace font:
     this lets a user see the digit or garment under the cursor while lassoing, not only its id.
     """
+    pixels = pixels.mean(axis=2) if pixels.ndim == 3 else pixels  # colour images are drawn by brightness
     h, w = pixels.shape
     factor = max(1, -(-h // max_rows))  # ceil(h / max_rows)
     rows, cols = h // factor, w // factor
@@ -98,7 +99,7 @@ def hover_text(data: LabelledData, frame: pd.DataFrame) -> pd.Series | None:
     return head + [image_glyphs(data.images[row]) for row in rows]
 
 
-def selection_tools(session: StudioSession, data: LabelledData, hardness: cache.Hardness) -> None:
+def selection_tools(session: StudioSession, data: LabelledData, hardness: Hardness) -> None:
     """Rule-based ways to choose the forget set; each either replaces it or adds to it."""
     by_class, random, mix, hardest, listed = st.tabs(["Class", "Random", "ρ-mix", "Hardest k", "Ids"])
     with by_class:

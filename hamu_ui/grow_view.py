@@ -17,14 +17,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from hamu_core.models.checkpoint import ids_hash
 from hamu_core.runs.experiment import unlearning_run
 from hamu_core.runs.unlearner import DEFAULT_STOP, UnlearningRun
 from hamu_ui import cache
 from hamu_ui.compare_view import DEFAULT_STEPS
 from hamu_ui.figures import hardness_histogram, tradeoff_figure
 from hamu_ui.session import StudioSession
-from hamu_ui.widgets import Workspace, progress_bar
+from hamu_ui.workspace import Workspace, progress_bar
 
 TITLE = "What if the request grows? Two forget sets side by side"
 EXPANDER_KEY = "compare.grow"
@@ -65,14 +64,13 @@ def tradeoff_path(run: UnlearningRun) -> tuple[pd.DataFrame, tuple[float, float]
 def run_one(session: StudioSession, ws: Workspace, label: str, forget_ids: np.ndarray, steps: int) -> Outcome:
     """Train (or load) this set's retrain reference, then unlearn it under the default stop rules."""
     with progress_bar(f"Retrain reference for {label}") as report:
-        reference = cache.trained_model(ws.source, ws.data, session.model_config, session.train_config, "retrain",
-                                        forget_ids, progress=report)
+        reference = cache.trained_model(ws.data, session.model_config, session.train_config, "retrain", forget_ids,
+                                        progress=report, device=session.device)
     run = unlearning_run(ws.data, ws.original.model, forget_ids, session.method,
                          session.method_settings(session.method), seed=session.seed, reference=reference.model)
     for _ in run.steps(steps, DEFAULT_STOP):
         pass
-    hard = cache.hardness(ws.source, ws.original.key, ids_hash(forget_ids), session.seed, ws.data,
-                          ws.original.model, forget_ids)
+    hard = cache.hardness(ws.data, ws.original, forget_ids, session.seed)
     path, ref = tradeoff_path(run)
     return Outcome(label, forget_ids, hard.samples[hard.samples["id"].isin(forget_ids)]["cos"].to_numpy(), path,
                    ref, len(run.history_), run.distance_at(len(run.history_)), run.stop_.message)
@@ -99,8 +97,7 @@ def _body(session: StudioSession, ws: Workspace) -> None:
     key = (ws.source, ws.original.key, session.forget_key, session.method,
            repr(sorted(session.method_settings(session.method).items())), session.seed, int(k), int(steps))
     if st.button("Run both forget sets", key="compare.grow.run"):
-        neighbours = cache.retain_neighbours(ws.source, ws.original.key, session.forget_key, int(k), ws.data,
-                                             ws.original.model, session.forget_ids)
+        neighbours = cache.retain_neighbours(ws.data, ws.original, session.forget_ids, int(k))
         grown = grown_set(session.forget_ids, neighbours)
         try:
             outcomes = [run_one(session, ws, "the current set", session.forget_ids, int(steps)),

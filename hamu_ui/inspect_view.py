@@ -15,12 +15,12 @@ import streamlit as st
 
 from hamu_core.evaluation.embedding import annotate
 from hamu_core.evaluation.metrics import SampleOutputs, class_accuracy
-from hamu_core.models.architectures import model_fingerprint
 from hamu_core.evaluation.privacy import bootstrap_interval, loss_attack_auc, mia_reading
+from hamu_core.models.architectures import TrainedModel
 from hamu_ui import cache, widgets
 from hamu_ui.comparison_figures import attack_histogram, class_accuracy_figure, collateral_figure, twin_embedding_figure
 from hamu_ui.session import StudioSession
-from hamu_ui.widgets import Workspace
+from hamu_ui.workspace import Workspace
 
 STATISTICS = {"loss": "loss −log p(label)", "entropy": "prediction entropy"}
 NEIGHBOURS = 5  # retain neighbours per forget sample in the collateral-damage view
@@ -40,15 +40,14 @@ DEFINITIONS = {
                   "to drag these along: a rise is collateral damage.",
 }
 
-Models = dict[str, cache.TrainedModel]  # "original", "current" (with a live run), "retrain" (with a forget set)
+Models = dict[str, TrainedModel]  # "original", "current" (with a live run), "retrain" (with a forget set)
 
 
-def models(session: StudioSession, ws: Workspace, reference: cache.TrainedModel | None) -> Models:
+def models(session: StudioSession, ws: Workspace, reference: TrainedModel | None) -> Models:
     """The models to compare; the live run's is fingerprinted now, since it changes with every step."""
     found = {"original": ws.original}
     if session.live is not None:
-        current = session.live.run.model_
-        found["current"] = cache.TrainedModel(current, model_fingerprint(current))
+        found["current"] = TrainedModel(session.live.run.model_)
     if reference is not None:
         found["retrain"] = reference
     return found
@@ -65,7 +64,7 @@ def reported_note(session: StudioSession) -> str:
 
 def outputs(session: StudioSession, ws: Workspace, chosen: Models) -> dict[str, dict[str, SampleOutputs]]:
     """Per-split sample outputs of every model (cached by weight fingerprint)."""
-    return {name: cache.split_outputs(ws.source, m.key, session.forget_key, ws.data, m.model, session.forget_ids)
+    return {name: cache.split_outputs(ws.data, m, session.forget_ids)
             for name, m in chosen.items()}
 
 
@@ -82,9 +81,8 @@ def twin_embedding(session: StudioSession, ws: Workspace, chosen: Models) -> Non
     method = st.radio("Map", list(cache.MAP_CHOICES), format_func=cache.MAP_CHOICES.get, key="inspect.map",
                       horizontal=True, help="Both models' last hidden layer, mapped to 2-D; the right map is rotated onto the left.")
     with st.spinner(f"Computing both {cache.MAP_CHOICES[method]} maps…"):
-        frame = cache.linked_embedding(ws.source, chosen["original"].key, chosen["current"].key, session.forget_key,
-                                       method, session.seed, ws.data, chosen["original"].model,
-                                       chosen["current"].model, session.forget_ids)
+        frame = cache.linked_embedding(ws.data, chosen["original"], chosen["current"], session.forget_ids, method,
+                                       session.seed)
     st.plotly_chart(twin_embedding_figure(annotate(frame, session.forget_ids)), key="inspect.twin")
     st.caption("Red lines join a forget sample's two positions: long lines mean the model now sees it differently. "
                "Retain samples (blue) that stay put were not disturbed.")
@@ -192,8 +190,7 @@ def collateral_frame(neighbour_ids: np.ndarray, per_model: dict[str, dict[str, S
 
 def collateral(session: StudioSession, ws: Workspace, per_model: dict[str, dict[str, SampleOutputs]]) -> None:
     """The retain samples nearest the forget set, and how their loss moved from the original to now."""
-    neighbours = cache.retain_neighbours(ws.source, ws.original.key, session.forget_key, NEIGHBOURS, ws.data,
-                                         ws.original.model, session.forget_ids)
+    neighbours = cache.retain_neighbours(ws.data, ws.original, session.forget_ids, NEIGHBOURS)
     ids = np.unique(np.concatenate(neighbours["neighbour_ids"].to_list()))
     frame = collateral_frame(ids, per_model)
     frame["class_name"] = np.asarray(ws.data.classes, dtype=object)[frame["label"]]

@@ -11,51 +11,46 @@ once, and a reload does not retrain anything.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from hamu_core.audit.attacks import ATTACK_NAMES, MODELS, Audit
-from hamu_core.models.architectures import model_fingerprint
 from hamu_core.audit.shadows import DEFAULT_SHADOWS
+from hamu_core.models.architectures import TrainedModel
 from hamu_ui import cache, widgets
 from hamu_ui.privacy_figures import exposure_hardness_figure, exposure_map, roc_figure, spearman
 from hamu_ui.session import StudioSession
-from hamu_ui.widgets import Workspace
+from hamu_ui.workspace import Workspace, progress_bar
 
 SHADOW_CHOICES = {4: "4 — a quick look (weak evidence)", DEFAULT_SHADOWS: f"{DEFAULT_SHADOWS} — the default",
                   64: "64 — a stronger audit (several minutes)"}
 EXPOSED = 5  # "still exposed" forget samples shown with their picture or text
 
 
-def audit_state(session: StudioSession, reference: cache.TrainedModel, k: int) -> tuple:
+def audit_state(session: StudioSession, reference: TrainedModel, k: int) -> tuple:
     """What an audit depends on, known without copying a model: the run, the step reported, the bank size."""
     return session.live.key, len(session.live.history), session.live.reported_step, reference.key, k
 
 
-def current_audit(session: StudioSession, ws: Workspace, reference: cache.TrainedModel, k: int) -> Audit:
+def current_audit(session: StudioSession, ws: Workspace, reference: TrainedModel, k: int) -> Audit:
     """The audit of the run's reported step: bank, unlearned shadows and attacks, each cached."""
     run, step = session.live.run, session.live.reported_step
     model = run.model_at(step)
-    with widgets.progress_bar(f"Training {k} shadow models (once; kept on disk)") as report:
-        bank = cache.shadow_bank(ws.source, ws.data, session.model_config, session.train_config, k, progress=report)
-    bank_key = (session.model_config, session.train_config, k)
-    settings = {key: v for key, v in run.rule.settings().items() if key not in ("method", "variant")}
-    with widgets.progress_bar("Unlearning the shadows that saw the forget set (U-LiRA)") as report:
-        unlearned = cache.unlearned_shadows(ws.source, bank, bank_key, ws.data, session.forget_ids, run.rule.method,
-                                            settings, step, run.seed, progress=report)
-    models = {"original": ws.original.model, "current": model, "retrain": reference.model}
-    keys = (ws.original.key, model_fingerprint(model), reference.key)
-    shadows_key = (*bank_key, run.rule.method, json.dumps(settings, sort_keys=True), step, run.seed)
+    with progress_bar(f"Training {k} shadow models (once; kept on disk)") as report:
+        bank = cache.shadow_bank(ws.data, session.model_config, session.train_config, k, progress=report,
+                                 device=session.device)
+    settings = {key: v for key, v in run.rule.settings().items() if key != "method"}
+    with progress_bar("Unlearning the shadows that saw the forget set (U-LiRA)") as report:
+        unlearned = cache.unlearned_shadows(bank, ws.data, session.forget_ids, run.rule.method, settings, step,
+                                            run.seed, progress=report)
+    models = {"original": ws.original, "current": TrainedModel(model), "retrain": reference}
     with st.spinner("Running LiRA, RMIA, U-LiRA and the loss attack on three models…"):
-        return cache.privacy_audit(ws.source, keys, session.forget_key, shadows_key, session.seed, models, ws.data,
-                                   session.forget_ids, bank, unlearned)
+        return cache.privacy_audit(models, ws.data, session.forget_ids, bank, unlearned, session.seed)
 
 
-def checked_audit(session: StudioSession, ws: Workspace, reference: cache.TrainedModel | None) -> Audit | None:
+def checked_audit(session: StudioSession, ws: Workspace, reference: TrainedModel | None) -> Audit | None:
     """The audit the user asked for, when it still describes the run (else None: the Report leaves it out)."""
     if session.live is None or reference is None or session.audit_for is None:
         return None
@@ -74,7 +69,7 @@ def show_findings(result: Audit) -> None:
                + " ".join(f"{a}: {why}." for a, why in result.skipped.items()))
 
 
-def show(session: StudioSession, ws: Workspace, reference: cache.TrainedModel | None) -> None:
+def show(session: StudioSession, ws: Workspace, reference: TrainedModel | None) -> None:
     """The panel: what the audit does, its button, then findings, ROC, exposure on the map and against hardness."""
     if session.live is None or reference is None:
         st.caption("The privacy audit compares an unlearning run's model with the original and the retrain "
@@ -103,11 +98,10 @@ def show(session: StudioSession, ws: Workspace, reference: cache.TrainedModel | 
                       format_func=ATTACK_NAMES.get, horizontal=True, key="inspect.roc_attack")
     st.plotly_chart(roc_of(result, attack), key="inspect.roc")
     exposure = result.exposure("current")
-    hardness = cache.hardness(ws.source, ws.original.key, session.forget_key, session.seed, ws.data,
-                              ws.original.model, session.forget_ids).samples.set_index("id")["cos"]
+    hardness = cache.hardness(ws.data, ws.original, session.forget_ids, session.seed).samples.set_index("id")["cos"]
     still_exposed(ws, exposure, hardness)
     map_col, scatter_col = st.columns(2)
-    points = cache.embedding(ws.source, ws.original.key, "pca", session.seed, ws.data, ws.original.model)
+    points = cache.embedding(ws.data, ws.original, "pca", session.seed)
     map_col.plotly_chart(exposure_map(points, exposure), key="inspect.exposure_map")
     frame = hardness_and_exposure(result, hardness)
     scatter_col.plotly_chart(exposure_hardness_figure(frame), key="inspect.exposure_hardness")

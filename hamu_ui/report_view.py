@@ -17,26 +17,24 @@ import pandas as pd
 import streamlit as st
 from plotly.offline import get_plotlyjs
 
-from hamu_core.evaluation.metrics import AMBER, GREEN, GREY, RED, STATUS_WORDS, Evaluation, verdict
-from hamu_core.models.architectures import model_fingerprint
-from hamu_core.evaluation.report import DEFINITIONS, Report, build_report, conclusion, key_number_rows
 from hamu_core.data.selection import describe_selection
+from hamu_core.evaluation.metrics import AMBER, GREEN, GREY, RED, STATUS_WORDS, Evaluation, verdict
+from hamu_core.evaluation.report import DEFINITIONS, Report, build_report, conclusion, key_number_rows
+from hamu_core.models.architectures import TrainedModel
 from hamu_core.runs.store import StoredRun, StoreError
 from hamu_ui import cache, privacy_view, requests_view, runs, stepper
 from hamu_ui.session import StudioSession
-from hamu_ui.widgets import Workspace
+from hamu_ui.workspace import Workspace
 
 LIGHTS = {status: (colour, STATUS_WORDS[status])
           for status, colour in ((GREEN, "green"), (AMBER, "orange"), (RED, "red"), (GREY, "gray"))}
 CONFIRM_KEY = "report.confirm_delete"
 
 
-def run_evaluation(session: StudioSession, ws: Workspace, reference: cache.TrainedModel | None) -> Evaluation:
+def run_evaluation(session: StudioSession, ws: Workspace, reference: TrainedModel | None) -> Evaluation:
     """The reported step's model evaluated on every sample (cached per weights)."""
     model = session.live.run.model_at(session.live.reported_step)
-    return cache.evaluation(ws.source, model_fingerprint(model), reference.key if reference else "none",
-                            ws.original.key, session.forget_key, session.seed, ws.data, model,
-                            reference.model if reference else None, ws.original.model, session.forget_ids)
+    return cache.evaluation(ws.data, TrainedModel(model), reference, ws.original, session.forget_ids, session.seed)
 
 
 def show_verdict(evaluation: Evaluation) -> dict:
@@ -157,7 +155,7 @@ def outcome_words(session: StudioSession) -> str:
             + (", the one closest to the retrain reference." if live.run.closest_step_ is not None else ".") + ended)
 
 
-def show_report(session: StudioSession, ws: Workspace, reference: cache.TrainedModel | None) -> None:
+def show_report(session: StudioSession, ws: Workspace, reference: TrainedModel | None) -> None:
     """Verdict, key numbers beside the retrain reference's, the run's charts, and the three downloads."""
     live = session.live
     with st.spinner("Evaluating the reported model on every sample (membership attacks included)…"):

@@ -2,9 +2,7 @@
 
 Requests are lines in the CLI's own words (``hamu_core.runs.ledger.parse_requests``), so a list
 written here can be saved as a file for ``python -m hamu_core requests``. The ledger is
-cached per (data, recipe, text, method, settings, seed, steps, stop rules) with
-``st.cache_data``; its progress bar is drawn *inside* the cached function and emptied there,
-so a cache hit replays a bar that is already gone rather than one on a missing block.
+kept per (data, recipe, text, method, settings, seed, steps, stop rules) by ``cache.ledger``.
 """
 
 from __future__ import annotations
@@ -14,11 +12,11 @@ import streamlit as st
 
 from hamu_core.config import DEFAULTS
 from hamu_core.data.labelled import LabelledData
-from hamu_core.runs.ledger import Ledger, parse_requests, run_ledger
-from hamu_core.models.architectures import ModelConfig
-from hamu_core.models.training import TrainConfig
+from hamu_core.runs.ledger import Ledger
+from hamu_ui import cache
 from hamu_ui.ledger_figures import ledger_figure
 from hamu_ui.session import StudioSession
+from hamu_ui.workspace import progress_bar
 
 TEXT_KEY = "requests.text"
 EXAMPLE = "class 3\nrandom 0.05"
@@ -36,24 +34,13 @@ def add_forget_set(session: StudioSession) -> None:
     st.session_state[TEXT_KEY] = st.session_state.get(TEXT_KEY, "").rstrip("\n") + "\n" + line
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def cached_ledger(source: str, text: str, model_config: ModelConfig, train_config: TrainConfig, method: str,
-                  settings: tuple, seed: int, max_steps: int, stop_when: tuple, _data: LabelledData) -> Ledger:
-    """``run_ledger`` on the parsed text, with a progress bar that lives and dies inside this call."""
-    bar = st.progress(0.0, text="Answering the requests")
-    ledger = run_ledger(parse_requests(text), dataset=_data, model_config=model_config, train_config=train_config,
-                        method=method, settings=dict(settings), seed=seed, max_steps=max_steps, stop_when=stop_when,
-                        progress=lambda fraction, message: bar.progress(min(fraction, 1.0), text=message))
-    bar.empty()
-    return ledger
-
-
-def run(session: StudioSession, source: str, data: LabelledData, text: str, max_steps: int) -> None:
+def run(session: StudioSession, data: LabelledData, text: str, max_steps: int) -> None:
     """Answer the requests with the session's recipe, method and stop rules; keep the ledger in the session."""
-    settings = tuple(sorted(session.method_settings(session.method).items()))
     try:
-        session.ledger = cached_ledger(source, text, session.model_config, session.train_config, session.method,
-                                       settings, session.seed, max_steps, tuple(session.stop_when), data)
+        with progress_bar("Answering the requests") as report:
+            session.ledger = cache.ledger(data, text, session.model_config, session.train_config, session.method,
+                                          session.method_settings(session.method), session.seed, max_steps,
+                                          tuple(session.stop_when), progress=report)
     except ValueError as err:
         st.error(f"The requests cannot be answered: {err}")
 

@@ -17,10 +17,11 @@ import streamlit as st
 from hamu_core.data.builtin import DatasetUnavailable
 from hamu_core.data.labelled import DataError, LabelledData
 from hamu_core.models.architectures import ModelConfig
-from hamu_core.runs.store import ReplayMismatch, RunStore, StoredRun, StoreError
 from hamu_core.models.training import TrainConfig
+from hamu_core.runs.live import LiveRun
+from hamu_core.runs.store import ReplayMismatch, RunStore, StoredRun, StoreError
 from hamu_ui import cache
-from hamu_ui.session import LiveRun, StudioSession
+from hamu_ui.session import StudioSession
 
 RUN_PARAM = "run"  # the query parameter that names the live run
 RECORD_KEYS = ("unlearn.label", "unlearn.request_ref")  # the widgets that show the live run's label and reference
@@ -71,7 +72,7 @@ def _stored_data(session: StudioSession, stored: StoredRun) -> tuple[str, Labell
     if source.startswith("builtin:"):
         return source, cache.builtin_dataset(source.removeprefix("builtin:"))
     if session.upload is not None:
-        data = cache.uploaded_dataset(session.upload.digest, session.upload)
+        data = cache.uploaded_dataset(session.upload)
         if data.fingerprint() == stored.dataset.get("fingerprint"):
             return session.data_source, data
     file = stored.dataset.get("upload") or source
@@ -100,9 +101,10 @@ def reopen(session: StudioSession, run_id: str) -> bool:
         source, data = found
         model_config, train_config = _configs(stored.dataset)
         with st.spinner(f"Reopening run {run_id}: loading its model and replaying {len(stored.history)} steps…"):
-            original = cache.trained_model(source, data, model_config, train_config, "original")
+            original = cache.trained_model(data, model_config, train_config, "original", device=session.device)
             forget_ids = np.asarray(stored.forget_ids, dtype=np.int64)
-            reference = cache.trained_model(source, data, model_config, train_config, "retrain", forget_ids)
+            reference = cache.trained_model(data, model_config, train_config, "retrain", forget_ids,
+                                            device=session.device)
             live = LiveRun.reopen((), data, original.model, store, run_id, reference=reference.model)
     except (KeyError, TypeError, ValueError, DataError, DatasetUnavailable, ReplayMismatch, StoreError) as err:
         st.warning(f"Run {run_id} cannot be reopened here: {err}")
@@ -114,7 +116,7 @@ def reopen(session: StudioSession, run_id: str) -> bool:
     session.train_config, session.seed = train_config, stored.seed
     session.set_forget(stored.forget_ids)
     session.method = stored.method
-    session.settings[stored.method] = {k: v for k, v in stored.settings.items() if k not in ("method", "variant")}
+    session.settings[stored.method] = {k: v for k, v in stored.settings.items() if k != "method"}
     live.key = session.run_key(original.key)
     session.live = live
     session.run_label, session.request_ref = stored.label, stored.request_ref
@@ -137,7 +139,8 @@ def delete(session: StudioSession, run_id: str) -> None:
         session.notify("error", f"Run {run_id} could not be deleted: {err}")
         return
     if session.live is not None and session.live.run_id == run_id:
-        session.live, session.playing = None, False
+        session.live = None
+        session.halt()
     session.notify("info", f"Run {run_id} was deleted.")
 
 

@@ -4,25 +4,40 @@ Buttons act through callbacks, so the panel drawn after a click already shows th
 state (an enabled Undo, the new point on every chart). Callbacks cannot draw in place,
 so what they have to say goes through ``session.notify``. Everything here runs inside the
 page's ``st.fragment``: a click reruns only this panel.
+
+Play and Run N do not step inside a callback: each run of the fragment takes a bounded
+slice of steps (Play's steps per tick of the fragment's timer; Run N's steps for
+``SLICE_S``, or as long as the last redraw took when that was longer, after which the
+fragment runs again at once) under a progress line updated after every step, then redraws
+the charts, which update in place (``hamu_ui.live_charts``). On a busy machine a redraw
+costs more, so the slices grow and at least half of Run N's time goes to stepping.
+A Pause click stops Streamlit's run at the next element it draws, the line after the step
+under way, so Pause takes effect within one step.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 from torch import nn
 
 from hamu_core.config import DEFAULTS
+from hamu_core.runs.live import LiveRun
 from hamu_core.runs.store import StoreError
 from hamu_core.runs.unlearner import StepRecord
 from hamu_ui import runs
-from hamu_ui.figures import hardness_diagram, kappa_figure, metric_curves, tradeoff_figure
-from hamu_ui.session import LiveRun, StudioSession
-from hamu_ui.widgets import Workspace
+from hamu_ui.figures import hardness_diagram, kappa_figure, metric_curves, thinned_path, tradeoff_figure
+from hamu_ui.live_charts import live_charts
+from hamu_ui.session import StudioSession
+from hamu_ui.workspace import Workspace
 
+SLICE_S = 0.25  # Run N: shortest stretch of steps (seconds) before the charts are redrawn; at least one step
 GUARANTEE = {"hamu-q": "raise the forget loss", "hamu-u": "lower the retain loss"}
 PROTECTED = {"hamu-q": "retain", "hamu-u": "forget"}
 
@@ -76,33 +91,101 @@ STOP_NOTICE = {"reached_reference": "success", "nothing_to_do": "success", "unav
 
 
 def act(session: StudioSession, action: str, n: int = 1) -> None:
-    """Button callback: step, run, undo, roll back to step ``n``, reset or toggle play on the live run.
+    """Button callback: step, run ``n`` steps, play or pause, undo, roll back to step ``n``, or reset.
 
-    Undo, roll-back and reset leave the stored run as it was and go on in a branch of it (a
-    new run id), so a report already filed can always be regenerated; the notice says so.
+    Run N and Play only set the session's mode; the fragment's ticks take the steps
+    (``tick``). Undo, roll-back and reset leave the stored run as it was and go on in a
+    branch of it (a new run id), so a report already filed can always be regenerated; the
+    notice says so.
     """
     live = session.live
     if live is None:
         return
     if action == "play":
-        session.playing = not session.playing
+        if session.active:
+            session.halt()
+        else:
+            session.playing = True
+        return
+    if action == "run":
+        session.playing = False
+        session.running, session.slice_ended = (len(live.history), len(live.history) + n), None
         return
     if action in ("undo", "rollback", "reset"):
         go_back(session, action, n)
         return
-    done = len(live.history)
+    advance(session, n)
+
+
+def advance(session: StudioSession, n: int, shown: Callable[[], None] | None = None,
+            budget_s: float | None = None) -> None:
+    """Take up to ``n`` steps on the live run; what they and their ending have to say becomes notices.
+
+    ``shown`` is called after every step (a progress bar): drawing it is where Streamlit
+    lets a Pause click take over. With ``budget_s`` the loop also leaves once that many
+    seconds have passed, after a whole step. A stop rule that fired, or a failed step, ends
+    Play and Run N.
+    """
+    live = session.live
+    done, started = len(live.history), time.perf_counter()
     try:
-        stop = live.step(n, session.stop_when)
+        # an own model has no retrain reference, so "reached the reference" cannot fire
+        rules = tuple(r for r in session.stop_when if r != "reached_reference" or session.own_model is None)
+        for _ in live.steps(n, rules):
+            if shown is not None:
+                shown()
+            if budget_s is not None and time.perf_counter() - started > budget_s:
+                break
     except (ValueError, KeyError, StoreError) as err:
-        session.playing = False
+        session.halt()
         session.notify("error", f"The step failed and the model was left as it was: {err}")
         return
     for line in explain(live.history[done:], live.method):
         session.notify("warning", line)
-    if stop.kind in STOP_NOTICE:
-        session.playing = False
+    stop = live.run.stop_
+    if stop is not None and stop.kind in STOP_NOTICE:
+        session.halt()
         prefix = "The step failed and was undone" if stop.kind == "diverged" else "Stopped"
         session.notify(STOP_NOTICE[stop.kind], f"{prefix}: {stop.message}.")
+
+
+def tick(session: StudioSession) -> None:
+    """One slice of Play or Run N under a progress line that follows every step."""
+    live, slot = session.live, st.empty()
+    if session.playing:
+        def shown() -> None:
+            slot.caption(f"Playing: step {len(live.history)}. Pause stops after the step under way.")
+
+        shown()
+        advance(session, DEFAULTS.play_steps, shown)
+        return
+    first, last = session.running
+    if not first <= len(live.history) < last:  # the run went back or ended meanwhile
+        session.running = None
+        return
+
+    def shown() -> None:
+        taken = len(live.history) - first
+        slot.progress(taken / (last - first), text=f"Run {last - first}: {taken} of {last - first} steps")
+
+    shown()
+    redraw_s = 0.0 if session.slice_ended is None else time.perf_counter() - session.slice_ended
+    advance(session, last - len(live.history), shown, max(SLICE_S, redraw_s))
+    session.slice_ended = time.perf_counter()
+    if session.running is not None and len(live.history) >= last:
+        session.running = None
+
+
+def again() -> None:
+    """Run the stepper's fragment again at once, for Run N's next slice.
+
+    Streamlit refuses a fragment-scoped rerun while the fragment runs as part of the whole
+    page (a reload, a test's run), so then the whole page runs again.
+    """
+    try:
+        st.rerun(scope="fragment")
+    except StreamlitAPIException:
+        st.rerun()
 
 
 def go_back(session: StudioSession, action: str, n: int) -> None:
@@ -110,7 +193,7 @@ def go_back(session: StudioSession, action: str, n: int) -> None:
     live = session.live
     if action == "undo" and not live.run.can_undo:
         return
-    session.playing = False
+    session.halt()
     left, steps = live.run_id, len(live.history)
     try:
         {"undo": live.undo, "rollback": lambda: live.rollback(n), "reset": live.reset}[action]()
@@ -129,7 +212,8 @@ STOP_LABELS = (
      "Stop once forget accuracy and forget loss match the retrained model's within noise (or before the first step "
      "when nothing needs to change). Unlearning past that point only costs the rest of the model."),
     ("unavoidable", "Stop when degradation becomes unavoidable",
-     "Stop after a step where no step inside the radius could meet B without worsening the protected loss (margin < 0; in full-gradient mode exactly κ > κ2)."),
+     "Stop after a step where no step inside the radius could meet B without worsening the protected loss "
+     "(margin < 0; in full-gradient mode exactly κ > κ2)."),
     ("infeasible", "Stop after an infeasible step", "Stop after a step where no step inside the radius could meet B."),
 )
 
@@ -190,11 +274,11 @@ def buttons(session: StudioSession) -> None:
                              help="Steps taken by Run N.")
     cols[0].button("Step", key="unlearn.step", on_click=act, args=(session, "step"), type="primary",
                    help="One unlearning step.", width="stretch")
-    cols[2].button(f"Run {n}", key="unlearn.run", on_click=act, args=(session, "step", int(n)),
-                   help="Take N steps now.", width="stretch")
-    cols[3].button("Pause" if session.playing else "Play", key="unlearn.play", on_click=act, args=(session, "play"),
-                   help=f"Keep stepping, {DEFAULTS.play_steps} steps every {DEFAULTS.play_interval_s:g} s.",
-                   width="stretch")
+    cols[2].button(f"Run {n}", key="unlearn.run", on_click=act, args=(session, "run", int(n)),
+                   help="Take N steps, redrawing the charts as they come; Pause stops them.", width="stretch")
+    cols[3].button("Pause" if session.active else "Play", key="unlearn.play", on_click=act, args=(session, "play"),
+                   help=f"Keep stepping, {DEFAULTS.play_steps} steps every {DEFAULTS.play_interval_s:g} s; "
+                   "Pause stops after the step under way.", width="stretch")
     cols[4].button("Undo", key="unlearn.undo", on_click=act, args=(session, "undo"), disabled=not live.run.can_undo,
                    help="Restore the weights before the last step and go on as a new run; the stored run keeps "
                    "that step.", width="stretch")
@@ -222,9 +306,14 @@ def run_figures(live: LiveRun) -> dict[str, go.Figure]:
     """The run's charts by caption (the Unlearn page draws them live, the report keeps them).
 
     Accuracy and loss per step, the trade-off path with the retrain reference marked, κ and
-    κ2 per step, and for HAMU the hardness diagram.
+    κ2 per step, and for HAMU the hardness diagram. A long run is thinned to
+    ``figures.PATH_POINTS`` steps (the first, the last and the closest to the reference always
+    drawn). Each figure names the run's step count in ``layout.meta.steps``, which is how a
+    test or a benchmark in the browser tells that a chart shows the latest step.
     """
-    frame, reference = live.frame(), reference_point(live)
+    closest = live.run.closest_step_
+    frame = thinned_path(live.frame(), keep=() if closest is None else (closest,))
+    reference = reference_point(live)
     ref_point = None
     if reference is not None:
         start = frame.iloc[0]
@@ -234,24 +323,30 @@ def run_figures(live: LiveRun) -> dict[str, go.Figure]:
                "κ and κ2 per step": kappa_figure(frame)}
     if live.method.startswith("hamu"):
         figures["Hardness diagram"] = hardness_diagram(frame, live.method)
+    for figure in figures.values():
+        figure.layout.meta = {"steps": len(live.history)}
     return figures
 
 
 def charts(session: StudioSession) -> None:
-    """The live charts of the session's run, retrain reference included when known."""
+    """The live charts of the session's run, retrain reference included when known, updated in place.
+
+    The charts are sent to the browser first and the numbers above them after, into a
+    container placed before them: the charts are what a person watches after a press.
+    """
     live = session.live
-    frame = live.frame()
-    scoreboard(frame, reference_point(live))
-    saved = f"run `{live.run_id}`" if live.run_id else "saved from the first step on"
-    st.markdown(f"**Trade-off path: {len(frame) - 1} points** · {saved} · "
-                f"{live.method.upper()} · {len(live.history)} steps")
-    standing_note(session)
+    head = st.container()
     figures = run_figures(live)
-    columns = [*st.columns(2), *st.columns(2)]
-    for column, key, figure in zip(columns, ("curves", "tradeoff", "kappa", "diagram"), figures.values()):
-        column.plotly_chart(figure, key=f"unlearn.{key}")
-    if len(figures) < len(columns):
-        columns[-1].info("The hardness diagram explains HAMU's steps; pick HAMU-Q or HAMU-U to see it.")
+    live_charts(list(figures.values()), key="unlearn.charts")
+    if "Hardness diagram" not in figures:
+        st.info("The hardness diagram explains HAMU's steps; pick HAMU-Q or HAMU-U to see it.")
+    with head:
+        frame = live.frame()
+        scoreboard(frame, reference_point(live))
+        saved = f"run `{live.run_id}`" if live.run_id else "saved from the first step on"
+        st.markdown(f"**Trade-off path: {len(frame) - 1} points** · {saved} · "
+                    f"{live.method.upper()} · {len(live.history)} steps")
+        standing_note(session)
 
 
 def fingerprinted(session: StudioSession, ws: Workspace) -> dict:

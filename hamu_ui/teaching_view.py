@@ -56,8 +56,8 @@ def branch_words(problem: PlaneProblem, capped: bool) -> str:
                    f"{guarantee} by at least B: forgetting and keeping pull the same way, so HAMU takes that step."),
         "rectified": f"**Trade-off step (rectified).** HAMU meets the guarantee exactly (its arrow ends on the edge of "
                      f"the green half-plane) and spends the rest of the radius to {protect} as much as it can.",
-        "colinear": f"**Parallel gradients (colinear).** Nothing is left to trade: HAMU takes the shortest step that "
-                    f"meets the guarantee, straight along the gradient it must follow.",
+        "colinear": "**Parallel gradients (colinear).** Nothing is left to trade: HAMU takes the shortest step that "
+                    "meets the guarantee, straight along the gradient it must follow.",
         "infeasible": "**Out of reach (infeasible).** The green half-plane does not touch the disc: no allowed step can "
                       f"{guarantee} by B. " + ("HAMU took the best step inside the disc instead (the Studio's default)."
                                                if capped else "HAMU took the paper's longer step that does gain B."),

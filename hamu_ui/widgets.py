@@ -1,132 +1,55 @@
 """Reusable pieces of the Studio's pages; each draws a little and returns a value.
 
-Long work (loading data, training) shows a progress bar, and every failure a user can
-cause is caught here and shown with ``st.error`` in plain words, the session untouched:
-a page gets ``None`` back and stops drawing what depends on it.
+Every failure a user can cause is caught here and shown with ``st.error`` in plain words,
+the session untouched. Loading data and models lives in ``hamu_ui.workspace``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
 from PIL import Image
 
-from hamu_core.rules.baselines import CONFLICT_TESTS
 from hamu_core.data.builtin import DatasetUnavailable
 from hamu_core.data.labelled import DataError, LabelledData
-from hamu_core.rules.hamu import INFEASIBLE_STEPS, MODES, SPLITS
+from hamu_core.data.uploads import display_name
 from hamu_core.rules.registry import METHODS
-from hamu_core.models.training import Progress
-from hamu_ui import cache, runs
-from hamu_ui.session import StudioSession, Upload
-
-CHOICES = {"mode": MODES, "split": SPLITS, "conflict_test": CONFLICT_TESTS, "infeasible_step": INFEASIBLE_STEPS}
-FIXED_FIELDS = ("variant",)  # set by the method's name, never by a widget
-FIELD_HELP = {  # field → (label, one-line help); 0 turns an optional number off
-    "lr": ("Learning rate", "Step size. HAMU: the radius is R = lr·‖g‖. Baselines: θ ← θ − lr·u."),
-    "constraint": ("Constraint B", "The guarantee: each step improves the guarded loss by at least B (first order)."),
-    "radius": ("Fixed radius R", "Largest step allowed. 0: the radius follows the gradient, R = lr·‖g‖."),
-    "mode": ("Mode", "per_tensor: one problem per weight tensor (paper default). full: one global problem."),
-    "split": ("Split of B", "How per-tensor mode shares B across tensors."),
-    "infeasible_step": ("Infeasible steps", "When no step within the radius can gain B: cap the step at the radius "
-                        "(the largest gain inside it), or take the exact shortest step that gains B, however long."),
-    "clip_norm": ("Clip gradients at", "Clip the retain and forget gradients separately to this norm. 0: no clipping."),
-    "stop_on_infeasible": ("Refuse infeasible steps", "The rule refuses (weights unchanged) a step when no step "
-                           "within the radius can meet B. The run's own stop rules sit beside the method."),
-    "stop_on_unavoidable": ("Refuse steps that must degrade", "The rule refuses (weights unchanged) a step once "
-                            "meeting B must worsen the protected loss (even the best step inside the radius does: margin < 0)."),
-    "alpha": ("α", "NegGrad+: weight on retain descent (1 − α on forget ascent). SCRUB: weight of the retain KL term."),
-    "gamma": ("γ", "SCRUB: weight of the retain cross-entropy term."),
-    "conflict_test": ("Conflict test",
-                      "principled: project when the gradients truly conflict; reference: the original code's test."),
-    "tau": ("Cap on the direction", "Largest norm of the update direction. 0: no cap."),
-}
-
-
-@dataclass(frozen=True, eq=False)
-class Workspace:
-    """The loaded dataset and trained original model a page works on (both read-only)."""
-
-    source: str  # the session's data source, the first part of every cache key
-    data: LabelledData
-    original: cache.TrainedModel
-
-
-@contextlib.contextmanager
-def progress_bar(text: str) -> Iterator[Progress]:
-    """A progress callback whose bar appears on its first report and disappears afterwards."""
-    slot = st.empty()
-
-    def report(fraction: float, message: str) -> None:
-        slot.progress(min(max(fraction, 0.0), 1.0), text=f"{text}: {message}")
-
-    try:
-        yield report
-    finally:
-        slot.empty()
-
-
-def load_data(session: StudioSession) -> LabelledData | None:
-    """The session's dataset, or None after an ``st.error`` saying why it cannot be loaded."""
-    try:
-        if session.upload is not None:
-            return cache.uploaded_dataset(session.upload.digest, session.upload)
-        return cache.builtin_dataset(session.dataset)
-    except (DataError, DatasetUnavailable, KeyError) as err:
-        st.error(f"The dataset {session.dataset!r} cannot be loaded: {err}")
-        return None
-
-
-def load_workspace(session: StudioSession) -> Workspace | None:
-    """Data plus the trained original model (trained here with a progress bar when not cached)."""
-    data = load_data(session)
-    if data is None:
-        return None
-    try:
-        with progress_bar("Training the original model") as report:
-            original = cache.trained_model(session.data_source, data, session.model_config, session.train_config,
-                                           "original", progress=report)
-    except ValueError as err:
-        st.error(f"The {session.model_config.arch.upper()} cannot be trained on {session.dataset!r}: {err}")
-        return None
-    return Workspace(session.data_source, data, original)
-
-
-def workspace_with_forget_set(session: StudioSession) -> Workspace:
-    """The workspace for pages that need a forget set; otherwise says what to do first and stops the page."""
-    ws = load_workspace(session)
-    if ws is not None and not len(session.forget_ids):
-        st.info("Choose what to forget first: open **Forget set** in the sidebar.")
-    if ws is None or not len(session.forget_ids):
-        st.stop()
-    return ws
-
-
-def retrain_reference(session: StudioSession, ws: Workspace) -> cache.TrainedModel | None:
-    """The model retrained without the forget set (the gold standard), or None without a forget set."""
-    if len(session.forget_ids) == 0:
-        return None
-    try:
-        with progress_bar("Training the retrain reference (same recipe, retain data only)") as report:
-            return cache.trained_model(ws.source, ws.data, session.model_config, session.train_config, "retrain",
-                                       session.forget_ids, progress=report)
-    except ValueError as err:
-        st.error(f"The retrain reference cannot be trained: {err}")
-        return None
+from hamu_core.rules.setting import declared
+from hamu_ui import boundary, cache, runs
+from hamu_ui.session import StudioSession, Upload, get_session
+from hamu_ui.workspace import session_dataset
 
 
 def show_status(slot, session: StudioSession) -> None:
     """Write what is loaded right now into ``slot`` (a sidebar placeholder; the stepper refreshes it)."""
-    trained = cache.is_trained(session.data_source, session.model_config, session.train_config)
-    model = f"{session.model_config.arch.upper()}, {'trained' if trained else 'not trained yet'}"
+    if session.own_model is not None:
+        model = f"your own ({session.own_model.name})"
+    else:
+        try:
+            trained = cache.is_trained(session_dataset(session), session.model_config, session.train_config,
+                                       session.device)
+        except (DataError, DatasetUnavailable, KeyError):
+            trained = False
+        model = f"{session.model_config.arch.upper()}, {'trained' if trained else 'not trained yet'}"
     run = f"{session.live.method.upper()}, {len(session.live.history)} steps" if session.live else "no run yet"
     slot.markdown(f"**Loaded** · data: **{session.dataset}** · model: **{model}** · "
                   f"forget set: **{len(session.forget_ids)} samples** · run: **{run}**")
+
+
+@contextlib.contextmanager
+def page(title: str, name: str | None = None) -> Iterator[tuple[StudioSession, object]]:
+    """Every page's frame, opened the same way: the session, the title, the error boundary, the status line.
+
+    Yields (session, the sidebar status placeholder). ``name`` is the page's name in an
+    error message when it differs from its title (Setup's title is the Studio's name).
+    """
+    session = get_session()
+    st.title(title)
+    with boundary.page_boundary(f"The {name or title} page"), status_line(session) as slot:
+        yield session, slot
 
 
 @contextlib.contextmanager
@@ -147,23 +70,26 @@ def status_line(session: StudioSession) -> Iterator:
 
 
 def settings_form(method: str, current: dict) -> dict:
-    """One widget per setting of ``method``'s rule, starting from ``current``; the chosen values by field name."""
+    """One widget per declared setting of ``method``'s rule, starting from ``current``; the values by field name.
+
+    Labels, help, bounds and choices all come from the rule's field declarations
+    (``hamu_core.rules.setting``), so the form can never allow what the rule refuses.
+    """
     values = {}
-    for spec in dataclasses.fields(METHODS[method]):
-        if spec.name in FIXED_FIELDS:
-            continue
-        label, help_text = FIELD_HELP[spec.name]
-        value = current.get(spec.name, spec.default)
-        key = f"unlearn.{method}.{spec.name}"
-        if spec.name in CHOICES:
-            options = CHOICES[spec.name]
-            values[spec.name] = st.selectbox(label, options, index=options.index(value), key=key, help=help_text)
-        elif isinstance(spec.default, bool):
-            values[spec.name] = st.checkbox(label, value=bool(value), key=key, help=help_text)
+    for name, (spec_field, spec) in declared(METHODS[method]).items():
+        value = current.get(name, spec_field.default)
+        key = f"unlearn.{method}.{name}"
+        if spec.choices:
+            options = list(spec.choices)
+            values[name] = st.selectbox(spec.label, options, index=options.index(value), key=key, help=spec.help)
+        elif spec.flag:
+            values[name] = st.checkbox(spec.label, value=bool(value), key=key, help=spec.help)
         else:
-            number = st.number_input(label, min_value=0.0, value=float(value or 0.0), format="%g",
-                                     step=_step(value), key=key, help=help_text)
-            values[spec.name] = None if "None" in str(spec.type) and number == 0 else number
+            number = st.number_input(spec.label, min_value=float(spec.low or 0.0),
+                                     max_value=None if spec.high is None else float(spec.high),
+                                     value=float(value or 0.0), format="%g", step=_step(value), key=key,
+                                     help=spec.help)
+            values[name] = None if spec.optional and number == 0 else number
     return values
 
 
@@ -225,13 +151,15 @@ def choose_data(session: StudioSession) -> None:
         file = st.session_state["setup.upload"]
         if file is None:
             return
-        upload = Upload(file.name, file.getvalue())
+        upload = Upload(display_name(file.name), file.getvalue())  # the name is shown, never used as a path
         try:
-            cache.uploaded_dataset(upload.digest, upload)
+            cache.uploaded_dataset(upload)
         except DataError as err:
-            session.notify("error", f"{file.name} cannot be used, so the data stay as they were. {err}")
+            session.notify("error", f"{upload.name} cannot be used, so the data stay as they were. {err}")
+        except Exception as err:  # noqa: BLE001 -- a callback runs outside the page's boundary
+            boundary.remember(err, f"Reading {upload.name}")
         else:
-            session.choose_dataset(file.name, upload)
+            session.choose_dataset(upload.name, upload)
 
     st.selectbox("Built-in dataset", names, index=names.index(current), key="setup.dataset", on_change=on_builtin,
                  format_func=lambda n: n if available[n] is None else f"{n} (not installed)",

@@ -2,14 +2,11 @@
 
 import streamlit as st
 
-from hamu_ui import compare_view, grow_view, widgets
-from hamu_ui.session import get_session
+from hamu_ui import compare_view, grow_view, widgets, workspace
 
-session = get_session()
-st.title("Compare")
-with widgets.status_line(session):
-    ws = widgets.workspace_with_forget_set(session)
-    reference = widgets.retrain_reference(session, ws)
+with widgets.page("Compare") as (session, _):
+    ws = workspace.workspace_with_forget_set(session)
+    reference = workspace.retrain_reference(session, ws)
     st.caption("Every method starts from the same original model, sees the same forget set and the same retain "
                "batch at every step, and stops by the same rules, so the runs differ only by the method.")
 

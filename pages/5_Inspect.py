@@ -2,14 +2,11 @@
 
 import streamlit as st
 
-from hamu_ui import durability_view, inspect_view, privacy_view, widgets
-from hamu_ui.session import get_session
+from hamu_ui import durability_view, inspect_view, privacy_view, widgets, workspace
 
-session = get_session()
-st.title("Inspect")
-with widgets.status_line(session):
-    ws = widgets.workspace_with_forget_set(session)
-    reference = widgets.retrain_reference(session, ws)
+with widgets.page("Inspect") as (session, _):
+    ws = workspace.workspace_with_forget_set(session)
+    reference = workspace.retrain_reference(session, ws)
     models = inspect_view.models(session, ws, reference)
     if "current" not in models:
         st.info("No unlearning run yet: run **Unlearn** first to see what changes. "

@@ -2,16 +2,13 @@
 
 import streamlit as st
 
-from hamu_ui import report_view, widgets
-from hamu_ui.session import get_session
+from hamu_ui import report_view, widgets, workspace
 
-session = get_session()
-st.title("Report")
-with widgets.status_line(session):
+with widgets.page("Report") as (session, _):
     widgets.show_notices(session)
-    ws = widgets.load_workspace(session)
+    ws = workspace.load_workspace(session)
     if ws is not None and session.live is not None and report_view.has_outcome(session):
-        report_view.show_report(session, ws, widgets.retrain_reference(session, ws))
+        report_view.show_report(session, ws, workspace.retrain_reference(session, ws))
     else:
         st.info("Nothing to report yet: take a few steps on **Unlearn**, or open a stored run below.")
     report_view.ledger_section(session)

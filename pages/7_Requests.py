@@ -2,15 +2,10 @@
 
 import streamlit as st
 
-from hamu_ui import requests_view, widgets
-from hamu_ui.session import get_session
+from hamu_ui import requests_view, widgets, workspace
 
-session = get_session()
-st.title("Requests")
-with widgets.status_line(session):
-    ws = widgets.load_workspace(session)
-    if ws is None:
-        st.stop()
+with widgets.page("Requests") as (session, _):
+    ws = workspace.required_workspace(session)
     st.caption("A data-protection officer answers requests in turn: each is unlearned on the model the last one "
                "left, and compared with the model retrained without every set forgotten so far.")
     requests_view.init_text()
@@ -22,7 +17,7 @@ with widgets.status_line(session):
     steps = st.number_input("Most steps per request", 1, 1000, requests_view.DEFAULT_STEPS, key="requests.steps",
                             help="The Unlearn page's method, settings and stop rules end each run, usually earlier.")
     if st.button("Answer the requests", key="requests.run", type="primary"):
-        requests_view.run(session, ws.source, ws.data, text, int(steps))
+        requests_view.run(session, ws.data, text, int(steps))
     if session.ledger is None:
         st.info("Write the requests above and press **Answer the requests**.")
         st.stop()

@@ -22,16 +22,16 @@ from torch import nn
 
 from hamu_core.audit import attack_scores as S
 from hamu_core.audit.attack_verdict import exposure_sentence, interval_text
+from hamu_core.audit.shadows import ShadowBank, map_over_shadows, stacked_logits
 from hamu_core.config import DEFAULTS
 from hamu_core.data.labelled import LabelledData
-from hamu_core.evaluation.embedding import forward_batched
-from hamu_core.runs.experiment import unlearning_run
-from hamu_core.evaluation.privacy import Estimate, bootstrap_interval
-from hamu_core.evaluation.report import json_safe
-from hamu_core.evaluation.roc import min_fpr, resolved, roc_auc, roc_curve, tpr_at_fpr
 from hamu_core.data.selection import validate_forget_set
-from hamu_core.audit.shadows import ShadowBank, map_over_shadows, stacked_logits
+from hamu_core.evaluation.embedding import forward_batched
+from hamu_core.evaluation.privacy import Estimate, bootstrap_interval
+from hamu_core.evaluation.roc import min_fpr, resolved, roc_auc, roc_curve, tpr_at_fpr
+from hamu_core.jsonable import to_jsonable
 from hamu_core.models.training import Progress
+from hamu_core.runs.experiment import unlearning_run
 
 ATTACKS = ("loss", "lira_offline", "lira", "rmia", "ulira")
 ATTACK_NAMES = {"loss": "the loss threshold (Yeom et al. 2018)", "lira_offline": "offline LiRA",
@@ -151,7 +151,7 @@ class Audit:
 
     def to_dict(self) -> dict:
         """JSON-safe: every result with its ROC and per-sample scores, the strongest attack and the verdict."""
-        return json_safe({"attacks": self.attacks, "models": MODELS, "fpr_levels": FPR_LEVELS,
+        return to_jsonable({"attacks": self.attacks, "models": MODELS, "fpr_levels": FPR_LEVELS,
                           "n_shadows": self.n_shadows, "skipped": self.skipped, "strongest": self.strongest(),
                           "verdict": self.verdict(), "results": [r.to_dict() for r in self.results.values()]})
 
@@ -209,12 +209,14 @@ def audit(models: dict[str, nn.Module], data: LabelledData, forget_ids, bank: Sh
     results = {}
     for name in MODELS:
         phi = _confidence(models[name], x, y)
-        scores = {"loss": lambda: S.log_probability(phi),
-                  "lira_offline": lambda: S.lira_offline(phi, gaussians),
-                  "lira": lambda: S.lira_online(phi, gaussians),
-                  "rmia": lambda: S.rmia(S.log_probability(phi), reference_x,
-                                         S.log_probability(_confidence(models[name], x_z, y_z)), reference_z),
-                  "ulira": lambda: S.lira_online(phi, ulira)}
+        # Scores are computed only for the attacks chosen; each closure binds this model's φ and name.
+        scores = {"loss": lambda phi=phi: S.log_probability(phi),
+                  "lira_offline": lambda phi=phi: S.lira_offline(phi, gaussians),
+                  "lira": lambda phi=phi: S.lira_online(phi, gaussians),
+                  "rmia": lambda phi=phi, name=name: S.rmia(S.log_probability(phi), reference_x,
+                                                            S.log_probability(_confidence(models[name], x_z, y_z)),
+                                                            reference_z),
+                  "ulira": lambda phi=phi: S.lira_online(phi, ulira)}
         for attack in chosen:
             results[(attack, name)] = attack_result(attack, name, ids, is_forget, scores[attack](), n_boot=n_boot,
                                                     seed=seed)

@@ -20,10 +20,10 @@ import dataclasses
 import hashlib
 import json
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -31,9 +31,10 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from hamu_core.audit.attack_scores import logit_confidence
-from hamu_core.models.checkpoint import CheckpointError, data_dir, load_into, save_state_dict
 from hamu_core.data.labelled import LabelledData
-from hamu_core.models.architectures import ModelConfig, build_model
+from hamu_core.models.architectures import ModelConfig, build_model, model_fingerprint
+from hamu_core.models.checkpoint import CheckpointError, data_dir, load_into, save_state_dict
+from hamu_core.models.device import resolve_device
 from hamu_core.models.training import Progress, TrainConfig, train_model
 
 DEFAULT_SHADOWS = 16  # 8 IN and 8 OUT per sample; ~3.5 s on digits (bench_privacy), pooled-variance regime
@@ -53,6 +54,21 @@ class ShadowBank:
 
     def __len__(self) -> int:
         return len(self.models)
+
+    def fingerprint(self) -> str:
+        """Short sha256 of the draw (ids, masks, seed) and every shadow's weights: the bank's cache key.
+
+        Computed once per bank (the shadows are read-only), from what the bank holds rather
+        than from the recipe that built it, so two banks can never share a key.
+        """
+        if "_fingerprint" not in self.__dict__:
+            digest = hashlib.sha256(f"{self.seed}|{self.masks.shape}".encode())
+            digest.update(np.ascontiguousarray(self.pool_ids))
+            digest.update(np.packbits(self.masks))
+            for model in self.models:
+                digest.update(model_fingerprint(model).encode())
+            object.__setattr__(self, "_fingerprint", digest.hexdigest()[:16])
+        return self.__dict__["_fingerprint"]
 
     def positions(self, ids) -> np.ndarray:
         """Column positions of ``ids`` in ``pool_ids``; KeyError naming ids the shadows never drew from."""
@@ -135,9 +151,9 @@ def shadow_path(folder: Path, index: int) -> Path:
 
 
 def train_shadow(data: LabelledData, ids: np.ndarray, model_config: ModelConfig, train_config: TrainConfig,
-                 path: Path) -> Path:
-    """Train one shadow on ``ids`` (train or test samples) and save it atomically to ``path``."""
-    return save_state_dict(train_model(whole_pool(data), ids, model_config, train_config), path)
+                 path: Path, device: str = "cpu") -> Path:
+    """Train one shadow on ``ids`` (train or test samples) on ``device`` and save it atomically to ``path``."""
+    return save_state_dict(train_model(whole_pool(data), ids, model_config, train_config, device=device), path)
 
 
 _WORKER_DATA: LabelledData | None = None  # set once per worker process by _start_worker
@@ -190,12 +206,13 @@ def _load(data: LabelledData, model_config: ModelConfig, train_config: TrainConf
 
 
 def build_bank(data: LabelledData, model_config: ModelConfig, train_config: TrainConfig, *, k: int = DEFAULT_SHADOWS,
-               seed: int = 0, workers: int = 1, progress: Progress | None = None) -> ShadowBank:
+               seed: int = 0, workers: int = 1, progress: Progress | None = None, device: str = "cpu") -> ShadowBank:
     """The bank of ``k`` shadows of the recipe (``model_config``, ``train_config``) on ``data``.
 
     Shadows already on disk are loaded; the others are trained, here with ``workers=1``, else
     in ``workers`` spawned processes of one torch thread each, and saved one by one as they
-    finish. ``progress(fraction, message)`` hears of every shadow, loaded or trained.
+    finish. ``progress(fraction, message)`` hears of every shadow, loaded or trained. Shadows
+    train on ``device`` and the bank's models live there; the files on disk serve every device.
     """
     if k < MIN_SHADOWS:
         raise ValueError(f"k must be at least {MIN_SHADOWS} (two shadows on each side of every sample), got {k}")
@@ -218,7 +235,8 @@ def build_bank(data: LabelledData, model_config: ModelConfig, train_config: Trai
         if progress is not None:
             progress(ready / k, f"shadows: {ready} of {k} (shadow {i} trained)")
 
-    tasks = {i: (pool[masks[i]], model_config, configs[i], shadow_path(folder, i)) for i in missing}
+    where = resolve_device(device)  # checked before any shadow trains
+    tasks = {i: (pool[masks[i]], model_config, configs[i], shadow_path(folder, i), str(where)) for i in missing}
     map_over_shadows(train_shadow, data, tasks, workers=workers, done=finished)
-    frozen = tuple(model.eval().requires_grad_(False) for model in models)
+    frozen = tuple(model.to(where).eval().requires_grad_(False) for model in models)
     return ShadowBank(pool_ids=pool, masks=masks, models=frozen, seed=seed)

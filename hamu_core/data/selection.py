@@ -1,7 +1,7 @@
 """Ways to choose the forget set, each returning a sorted array of training-sample ids.
 
-Selections are plain id arrays so they compose with ``union`` and ``difference`` and
-survive any later reordering of the data. Only training samples can be forgotten: a test
+Selections are plain id arrays so they compose with numpy's set routines and survive any
+later reordering of the data. Only training samples can be forgotten: a test
 sample was never learned, and it is what the membership attack compares the forget set
 against. ``select_rho_mix`` is the paper's hardness dial (HAMU_SPEC, "What gets measured"):
 a class with a fraction ρ of its samples swapped for random samples of other classes.
@@ -169,16 +169,6 @@ def select_hardest(scores: pd.Series | tuple[np.ndarray, np.ndarray], k: int, ea
         raise ValueError(f"k must lie in [1, {len(ids)}] (samples with a score), got {k}")
     order = np.lexsort((ids, values if easiest else -values))
     return np.sort(ids[order[:k]])
-
-
-def union(*selections) -> np.ndarray:
-    """Ids in any of the selections."""
-    return _as_ids(np.concatenate([np.asarray(s, dtype=np.int64).ravel() for s in selections])) if selections else _as_ids([])
-
-
-def difference(selection, removed) -> np.ndarray:
-    """Ids of ``selection`` not in ``removed``."""
-    return np.setdiff1d(_as_ids(selection), _as_ids(removed))
 
 
 def describe_selection(data: LabelledData, ids) -> SelectionSummary:

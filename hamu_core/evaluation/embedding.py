@@ -33,8 +33,9 @@ from sklearn.manifold import TSNE
 from torch import nn
 
 from hamu_core.data.labelled import LabelledData
-from hamu_core.models.architectures import eval_mode
 from hamu_core.data.selection import validate_forget_set
+from hamu_core.models.architectures import eval_mode
+from hamu_core.models.training import retain_ids
 
 METHODS = ("pca", "tsne", "umap")
 MAPS_EVERY_SAMPLE = ("pca",)  # cheap enough to map every sample; the others map only the drawn subset
@@ -213,7 +214,7 @@ def nearest_retain_neighbours(features_or_model: np.ndarray | nn.Module, data: L
     cosine sit among retain samples: they are the hard ones to forget without collateral damage.
     """
     forget = validate_forget_set(data, forget_ids)
-    retain = np.setdiff1d(data.train_ids, forget)
+    retain = retain_ids(data, forget)
     if not 1 <= k <= len(retain):
         raise ValueError(f"k must lie in [1, {len(retain)}] (the retain set size), got {k}")
     if isinstance(features_or_model, nn.Module):
@@ -229,12 +230,6 @@ def nearest_retain_neighbours(features_or_model: np.ndarray | nn.Module, data: L
     cos, idx = torch.cat(cos).numpy(), torch.cat(idx).numpy()  # (n_forget, k)
     return pd.DataFrame({"id": forget, "neighbour_ids": list(retain[idx]), "neighbour_cos": list(cos),
                          "mean_cos": cos.mean(axis=1)})
-
-
-def forget_retain_similarity(features_or_model: np.ndarray | nn.Module, data: LabelledData, forget_ids,
-                             k: int = 5) -> float:
-    """Mean over forget samples of the mean cosine to their ``k`` nearest retain neighbours."""
-    return float(nearest_retain_neighbours(features_or_model, data, forget_ids, k=k)["mean_cos"].mean())
 
 
 def procrustes_align(reference: np.ndarray, moving: np.ndarray) -> np.ndarray:
@@ -264,6 +259,21 @@ def linked_embeddings(model_a: nn.Module, model_b: nn.Module, data: LabelledData
     return _sample_frame(data, chosen, {"x_a": a[:, 0], "y_a": a[:, 1], "x_b": b[:, 0], "y_b": b[:, 1]})
 
 
+def linked_map(model_a: nn.Module, model_b: nn.Module, data: LabelledData, forget_ids, *, method: str = "pca",
+               seed: int = 0, limit: int) -> pd.DataFrame:
+    """``linked_embeddings`` of at most ``limit`` samples, the forget set always among them.
+
+    Beyond ``limit`` a seeded subset is mapped in which forget samples fill at most half the
+    room, so there is always context around them (the Inspect page's before/after map).
+    """
+    rng = np.random.default_rng(seed)
+    forget, others = np.asarray(forget_ids, dtype=np.int64), np.setdiff1d(data.ids, forget_ids)
+    if len(forget) + len(others) > limit:
+        forget = rng.choice(forget, min(len(forget), limit // 2), replace=False)
+        others = rng.choice(others, min(len(others), limit - len(forget)), replace=False)
+    return linked_embeddings(model_a, model_b, data, np.union1d(forget, others), method=method, seed=seed)
+
+
 def linear_cka(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
     """Linear CKA between two activation matrices on the same n samples (Kornblith et al. 2019).
 
@@ -276,9 +286,9 @@ def linear_cka(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> fl
     if len(x) != len(y) or len(x) < 2:
         raise ValueError(f"CKA needs two activation sets on the same n ≥ 2 samples, got {len(x)} and {len(y)}")
     x, y = x - x.mean(0), y - y.mean(0)
-    k, l = x @ x.T, y @ y.T  # (n, n) centred Gram matrices
-    denominator = float(torch.linalg.norm(k) * torch.linalg.norm(l))
-    return float((k * l).sum()) / denominator if denominator > 0 else float("nan")
+    gram_x, gram_y = x @ x.T, y @ y.T  # (n, n) centred Gram matrices
+    denominator = float(torch.linalg.norm(gram_x) * torch.linalg.norm(gram_y))
+    return float((gram_x * gram_y).sum()) / denominator if denominator > 0 else float("nan")
 
 
 def layer_activations(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:

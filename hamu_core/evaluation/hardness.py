@@ -19,15 +19,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
-from hamu_core.rules import gradients as G
+from hamu_core.data.labelled import LabelledData
 from hamu_core.models.architectures import eval_mode
-
-EPS = 1e-12  # below this a norm counts as zero and its cosine is reported as 0 (HAMU_SPEC's ε)
+from hamu_core.models.device import model_device
+from hamu_core.models.training import retain_ids
+from hamu_core.rules import gradients as G
+from hamu_core.rules.solver import EPS, cosine, vanishes
 
 # Reading thresholds on cos θ. Moving a step of length R along a forget direction changes the
 # retain loss by R·‖g_r‖·cos θ to first order, while the worst possible step of that length
@@ -44,7 +48,7 @@ class SampleHardness:
     kappa: torch.Tensor  # (n,) κ_i = g_i·g_r, g_i the gradient of sample i's own loss
     aggregate_kappa: float  # mean κ_i, which equals g_f·g_r for the mean forget loss
     grad_norm: torch.Tensor | None = None  # (n,) ‖g_i‖; None when computed without cosines
-    cos: torch.Tensor | None = None  # (n,) κ_i/(‖g_i‖‖g_r‖), 0 where a norm is below EPS
+    cos: torch.Tensor | None = None  # (n,) κ_i/(‖g_i‖‖g_r‖), 0 where a gradient vanishes (``solver.vanishes``)
 
 
 def per_sample_hardness(
@@ -75,54 +79,44 @@ def per_sample_hardness(
     gradient made of rounding error: its κ_i is ≈ 0 as it should be, but its cos θ_i is noise
     (the loop oracle is no better). Use a float64 model when those cosines matter.
     """
-    names, params = _checked(
+    names, params, (x_forget, y_forget, g_retain) = _checked(
         model, x_forget, y_forget, g_retain, chunk_size=chunk_size, jvp_chunk_size=jvp_chunk_size
     )
     theta = tuple(p.detach() for p in params)
     with eval_mode(model), torch.no_grad():
-        kappa = _forward_kappa(model, names, theta, x_forget, y_forget, tuple(g_retain), jvp_chunk_size)
-        if not with_cos:
-            return SampleHardness(kappa, float(kappa.double().mean()))
-        norms = _chunked_grad_norms(model, names, theta, x_forget, y_forget, chunk_size)
-    return _with_cosines(kappa, norms, G.norm(list(g_retain)))
+        kappa = _forward_kappa(model, names, theta, x_forget, y_forget, g_retain, jvp_chunk_size).cpu()
+        norms = _chunked_grad_norms(model, names, theta, x_forget, y_forget, chunk_size).cpu() if with_cos else None
+    return _result(kappa, norms, g_retain)
 
 
-def per_sample_hardness_loop(
-    model: nn.Module,
-    x_forget: torch.Tensor,
-    y_forget: torch.Tensor,
-    g_retain: Sequence[torch.Tensor],
-    *,
-    with_cos: bool = True,
-) -> SampleHardness:
+def per_sample_hardness_loop(model: nn.Module, x_forget: torch.Tensor, y_forget: torch.Tensor,
+                             g_retain: Sequence[torch.Tensor], *, with_cos: bool = True) -> SampleHardness:
     """The plain per-sample loop: one backward pass per forget sample.
 
     This is the oracle that the tests and ``bench/bench_hardness.py`` check and time
     ``per_sample_hardness`` against; the app never calls it (it is n backward passes).
     """
-    _, params = _checked(model, x_forget, y_forget, g_retain)
+    _, params, (x_forget, y_forget, g_retain) = _checked(model, x_forget, y_forget, g_retain)
     n = len(x_forget)
     kappa = torch.empty(n, dtype=params[0].dtype)
     squares = torch.empty(n, dtype=params[0].dtype)
     with eval_mode(model):
         for i in range(n):
             _, g_i = G.loss_and_gradients(model, x_forget[i : i + 1], y_forget[i : i + 1])
-            kappa[i] = sum((g * r).sum() for g, r in zip(g_i, g_retain))
+            kappa[i] = sum((g * r).sum() for g, r in zip(g_i, g_retain)).cpu()
             if with_cos:
-                squares[i] = sum(g.pow(2).sum() for g in g_i)
-    if not with_cos:
-        return SampleHardness(kappa, float(kappa.double().mean()))
-    return _with_cosines(kappa, squares.sqrt(), G.norm(list(g_retain)))
+                squares[i] = sum(g.pow(2).sum() for g in g_i).cpu()
+    return _result(kappa, squares.sqrt() if with_cos else None, g_retain)
 
 
 def tensor_cosines(g_retain: Sequence[torch.Tensor], g_forget: Sequence[torch.Tensor]) -> list[float]:
-    """cos θ_rf of every parameter tensor (0 where either block's norm is below EPS)."""
+    """cos θ_rf of every parameter tensor (0 where either block vanishes)."""
     _check_pair(g_retain, g_forget)
     return [_cosine([r], [f]) for r, f in zip(g_retain, g_forget)]
 
 
 def overall_cosine(g_retain: Sequence[torch.Tensor], g_forget: Sequence[torch.Tensor]) -> float:
-    """Global cos θ_rf = κ/(‖g_r‖‖g_f‖) over all parameters (0 where a norm is below EPS)."""
+    """Global cos θ_rf = κ/(‖g_r‖‖g_f‖) over all parameters (0 where a gradient vanishes)."""
     _check_pair(g_retain, g_forget)
     return _cosine(list(g_retain), list(g_forget))
 
@@ -143,31 +137,17 @@ def hardness_reading(cos: float) -> str:
     return "Neutral: these samples barely interact with the data you keep — forgetting them should cost little."
 
 
-def cosine(dot: float, norm_a: float, norm_b: float) -> float:
-    """dot/(‖a‖‖b‖) from precomputed parts; 0 where either norm is below EPS (no direction, no angle)."""
-    if norm_a < EPS or norm_b < EPS:
-        return 0.0
-    return dot / (norm_a * norm_b)
-
-
 def _cosine(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     return cosine(G.dot(a, b), G.norm(a), G.norm(b))
 
 
-def _forward_kappa(
-    model: nn.Module,
-    names: tuple[str, ...],
-    theta: tuple[torch.Tensor, ...],
-    x: torch.Tensor,
-    y: torch.Tensor,
-    g_retain: tuple[torch.Tensor, ...],
-    jvp_chunk_size: int,
-) -> torch.Tensor:
+def _forward_kappa(model: nn.Module, names: tuple[str, ...], theta: tuple[torch.Tensor, ...], x: torch.Tensor,
+                   y: torch.Tensor, g_retain: tuple[torch.Tensor, ...], jvp_chunk_size: int) -> torch.Tensor:
     """κ_i = d/dε L_i(θ + ε·g_r) at ε = 0 for every sample: the jvp of the per-sample losses along g_r."""
     kappas = []
     for xc, yc in zip(x.split(jvp_chunk_size), y.split(jvp_chunk_size)):
 
-        def losses(*weights: torch.Tensor) -> torch.Tensor:
+        def losses(*weights: torch.Tensor, xc=xc, yc=yc) -> torch.Tensor:
             logits = functional_call(model, dict(zip(names, weights)), (xc,))
             return F.cross_entropy(logits, yc, reduction="none")  # (c,)
 
@@ -177,14 +157,8 @@ def _forward_kappa(
     return torch.cat(kappas)  # (n,)
 
 
-def _chunked_grad_norms(
-    model: nn.Module,
-    names: tuple[str, ...],
-    theta: tuple[torch.Tensor, ...],
-    x: torch.Tensor,
-    y: torch.Tensor,
-    chunk_size: int,
-) -> torch.Tensor:
+def _chunked_grad_norms(model: nn.Module, names: tuple[str, ...], theta: tuple[torch.Tensor, ...], x: torch.Tensor,
+                        y: torch.Tensor, chunk_size: int) -> torch.Tensor:
     """‖g_i‖ for every sample, chunk_size per-sample gradients at a time."""
 
     def sample_loss(weights: tuple[torch.Tensor, ...], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
@@ -200,9 +174,13 @@ def _chunked_grad_norms(
     return torch.cat(squares).sqrt()  # (n,)
 
 
-def _with_cosines(kappa: torch.Tensor, norms: torch.Tensor, retain_norm: float) -> SampleHardness:
+def _result(kappa: torch.Tensor, norms: torch.Tensor | None, g_retain: Sequence[torch.Tensor]) -> SampleHardness:
+    """κ_i and their mean; with the per-sample ``norms``, their cosines to g_r as well."""
+    if norms is None:
+        return SampleHardness(kappa, float(kappa.double().mean()))
+    retain_norm = G.norm(list(g_retain))
     denom = norms * retain_norm
-    tiny = (norms < EPS) | (retain_norm < EPS)
+    tiny = vanishes(norms) | vanishes(retain_norm)
     cos = torch.where(tiny, torch.zeros_like(kappa), kappa / denom.clamp_min(EPS))
     return SampleHardness(kappa, float(kappa.double().mean()), norms, cos)
 
@@ -226,8 +204,10 @@ def _checked(
     y_forget: torch.Tensor,
     g_retain: Sequence[torch.Tensor],
     **chunk_sizes: int,
-) -> tuple[tuple[str, ...], list[nn.Parameter]]:
-    """Validate the inputs once; return the trainable parameters' names and tensors."""
+) -> tuple[tuple[str, ...], list[nn.Parameter], tuple]:
+    """Validate the inputs once; return the trainable parameters' names and tensors, and the inputs
+    (x_forget, y_forget, g_retain) on the model's device: the work runs where the model lives and
+    the per-sample results come back on the CPU."""
     for field, size in chunk_sizes.items():
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"{field} must be an integer ≥ 1, got {size!r}")
@@ -249,4 +229,42 @@ def _checked(
                              f"the parameter has {tuple(p.shape)} and {p.dtype}")
         if not bool(torch.isfinite(g).all()):
             raise ValueError(f"g_retain for {name} contains NaN or Inf")
-    return names, params
+    device = model_device(model)
+    return names, params, (x_forget.to(device), y_forget.to(device), tuple(g.to(device) for g in g_retain))
+
+
+@dataclass(frozen=True)
+class Hardness:
+    """Hardness of training samples against the current retain gradient g_r (HAMU_SPEC, Notation)."""
+
+    samples: pd.DataFrame  # columns id, kappa, cos: every scored training sample
+    kappa: float  # aggregate κ = g_r·g_f of the forget set (NaN without one)
+    cos: float  # its angle form cos θ_rf (NaN without a forget set)
+
+
+def training_set_hardness(model: nn.Module, data: LabelledData, forget_ids, *, seed: int,
+                          max_points: int) -> Hardness:
+    """κ_i and cos θ_i of training samples against g_r of the retain set, and the forget set's aggregate.
+
+    Scoring every training sample, not only the forget set, lets the embedding show which
+    samples would be hard to forget and lets "hardest k" choose among them. Beyond
+    ``max_points`` a seeded subset is scored, and a seeded subset of the retain set gives g_r.
+    """
+    rng = np.random.default_rng(seed)
+    forget_ids = np.asarray(forget_ids, dtype=np.int64)
+    retain = retain_ids(data, forget_ids) if len(forget_ids) else data.train_ids  # no forget set: all retained
+    scored = data.train_ids
+    if len(retain) > max_points:
+        retain = np.sort(rng.choice(retain, max_points, replace=False))
+    if len(scored) > max_points:
+        scored = np.sort(rng.choice(scored, max_points, replace=False))
+    device = model_device(model)
+    _, g_retain = G.loss_and_gradients(model, *(t.to(device) for t in data.tensors(retain)))
+    result = per_sample_hardness(model, *data.tensors(scored), g_retain)
+    samples = pd.DataFrame({"id": scored, "kappa": result.kappa.cpu().numpy(), "cos": result.cos.cpu().numpy()})
+    if len(forget_ids) == 0:
+        return Hardness(samples, float("nan"), float("nan"))
+    x_forget, y_forget = (t.to(device) for t in data.tensors(forget_ids))
+    aggregate = per_sample_hardness(model, x_forget, y_forget, g_retain, with_cos=False).aggregate_kappa
+    _, g_forget = G.loss_and_gradients(model, x_forget, y_forget)
+    return Hardness(samples, aggregate, overall_cosine(g_retain, g_forget))

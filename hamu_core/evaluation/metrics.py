@@ -23,10 +23,23 @@ from scipy.stats import ks_2samp, norm
 from torch import nn
 
 from hamu_core.data.labelled import LabelledData
-from hamu_core.evaluation.embedding import forward_batched, layer_cka
-from hamu_core.evaluation.privacy import (AS_RETRAINING, CANNOT_TELL, CLOSE_EFFICACY, FAR_AUC, OVER_FORGOTTEN, REMEMBERED,
-                                AttackResult, Estimate, cannot_tell, membership_attacks, read_auc)
 from hamu_core.data.selection import validate_forget_set
+from hamu_core.evaluation.embedding import forward_batched, layer_cka
+from hamu_core.evaluation.privacy import (
+    AS_RETRAINING,
+    CANNOT_TELL,
+    CLOSE_EFFICACY,
+    FAR_AUC,
+    OVER_FORGOTTEN,
+    REMEMBERED,
+    AttackResult,
+    Estimate,
+    cannot_tell,
+    membership_attacks,
+    read_auc,
+)
+from hamu_core.jsonable import to_jsonable
+from hamu_core.models.training import retain_ids
 
 SPLITS = ("forget", "retain", "test")
 PROBE_SIZE = 512  # samples in the fixed probe batch for layer-wise CKA
@@ -83,7 +96,7 @@ def split_ids(data: LabelledData, forget_ids) -> dict[str, np.ndarray]:
     forget = validate_forget_set(data, forget_ids)
     if len(data.test_ids) == 0:
         raise ValueError(f"{data.name}: the test split is empty; evaluation compares against held-out samples")
-    return {"forget": forget, "retain": np.setdiff1d(data.train_ids, forget), "test": np.sort(data.test_ids)}
+    return {"forget": forget, "retain": retain_ids(data, forget), "test": np.sort(data.test_ids)}
 
 
 def wilson_interval(proportion: float, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -183,18 +196,6 @@ def attack_frame(outputs: dict[str, SampleOutputs], attacks: AttackResult) -> pd
                       for split, o in outputs.items()], ignore_index=True)
 
 
-def _json(value):
-    if isinstance(value, dict):
-        return {k: _json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
 @dataclass(frozen=True, eq=False)
 class Evaluation:
     """The result of ``evaluate``: scores per model, comparisons to the retrain reference, tables.
@@ -242,32 +243,6 @@ class Evaluation:
             return None
         return Estimate(scores.accuracy[split], wilson_interval(scores.accuracy[split], self.sizes[split]))
 
-    def mia_reading(self) -> str:
-        """``privacy.read_auc`` on this model's AUC against the retrained and the original model's."""
-        return read_auc(*(self.auc_estimate(name) for name in ("current", "retrain", "original"))).sentence
-
-    def table(self) -> pd.DataFrame:
-        """One row per split: accuracy and loss of each model given, and the gaps to retrain."""
-        frame = pd.DataFrame(index=pd.Index(SPLITS, name="split"))
-        for name in ("original", "current", "retrain"):
-            scores = getattr(self, name)
-            if scores is not None:
-                frame[f"{name} accuracy"] = [scores.accuracy[s] for s in SPLITS]
-                frame[f"{name} loss"] = [scores.loss[s] for s in SPLITS]
-        gaps = self.gaps()
-        frame["accuracy gap"] = [gaps["accuracy"][s] for s in SPLITS]
-        frame["loss gap"] = [gaps["loss"][s] for s in SPLITS]
-        return frame
-
-    def salun_table(self) -> pd.DataFrame:
-        """SalUn's table (UA, RA, TA, MIA-efficacy in percent, Avg. Gap to retrain), one row per model."""
-        rows = {name: getattr(self, name).salun_row() for name in ("original", "current", "retrain")
-                if getattr(self, name) is not None}
-        frame = pd.DataFrame.from_dict(rows, orient="index")
-        ref = self.retrain
-        frame["Avg. Gap"] = [math.nan if ref is None else avg_gap(getattr(self, n), ref) for n in rows]
-        return frame
-
     def to_dict(self) -> dict:
         """Scalars and small tables as plain Python (NaN → None): safe for ``json.dumps``."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -276,7 +251,7 @@ class Evaluation:
         out["gaps"] = self.gaps()
         out["class_accuracy"] = self.class_accuracy.to_dict(orient="records")
         out["cka"] = self.cka.to_dict(orient="records")
-        return _json(out)
+        return to_jsonable(out)
 
 
 def evaluate(model: nn.Module, data: LabelledData, forget_ids, *, retrain: nn.Module | None = None,
@@ -333,10 +308,6 @@ class Verdict:
     forgotten: Finding
     cost: Finding
     attack: Finding
-
-    @property
-    def findings(self) -> tuple[Finding, Finding, Finding]:
-        return self.forgotten, self.cost, self.attack
 
 
 def _light(distance: float, close: float, far: float) -> str:

@@ -7,7 +7,9 @@ forms: JSON (settings, metrics and history; NaN becomes null), CSV (one row per 
 nested fields flattened to ``outer.inner`` columns), and one self-contained HTML page that
 needs no network: inline CSS, no external URL, and charts given as ready HTML fragments
 (the core draws nothing; ``hamu_ui`` makes the plotly figures and may pass plotly.js once
-as ``plotlyjs``). Every string that came from a user is HTML-escaped.
+as ``plotlyjs``). The page is the Jinja2 template ``templates/report.html.j2``, rendered
+with autoescape on: the code hands it plain values, so every string that came from a user
+is escaped by Jinja, and only the charts and plotly.js are marked safe, explicitly.
 
 A report is a record a data-protection officer files: it opens with one paragraph that
 concludes (done, not needed, or not achievable without damage, with the numbers), states
@@ -24,17 +26,23 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from html import escape
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
 
 import hamu_core
 from hamu_core.evaluation.metrics import AMBER, FAR_ACCURACY, GREEN, RED, STATUS_WORDS, wilson_interval
 from hamu_core.evaluation.privacy import FAR_AUC
+from hamu_core.jsonable import to_jsonable
 
 TITLE = "HAMU Studio unlearning report"
+TEMPLATE = "report.html.j2"  # the page skeleton, in hamu_core/evaluation/templates (package data)
+# Autoescape on: every value a template shows is escaped unless the code marked it ``Markup``.
+_TEMPLATES = Environment(loader=PackageLoader("hamu_core.evaluation", "templates"), autoescape=True,
+                         undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 DISTRIBUTION = "hamu-studio"  # pyproject's project name: the version a report states is this distribution's
 # (key in the report's record, row label): what identifies the run, the request and the software
 RECORD_ROWS = (
@@ -102,21 +110,6 @@ DEFINITIONS = (
      "In full-gradient mode its sign is that of κ2 − κ. The branch is the closed-form case the HAMU step took "
      "(HAMU, Chen et al. ICML 2026)."),
 )
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:70rem;margin:2rem auto;
-padding:0 1rem;color:#1d232a;line-height:1.45}
-h1{margin-bottom:.2rem}h2{border-bottom:1px solid #d0d7de;padding-bottom:.2rem;margin-top:2rem}
-.muted{color:#57606a}table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
-th,td{border:1px solid #d0d7de;padding:.25rem .6rem;text-align:left;vertical-align:top}th{background:#f6f8fa}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-.finding{margin:.4rem 0;padding:.5rem .8rem;border-left:.4rem solid #8c959f;background:#f6f8fa}
-.finding.green{border-color:#1a7f37}.finding.amber{border-color:#bf8700}.finding.red{border-color:#cf222e}
-.finding.grey{border-color:#6e7781;border-left-style:dashed}
-.status{font-weight:600;text-transform:uppercase;font-size:.8rem;margin-left:.4rem}figure{margin:1rem 0}
-figcaption{font-weight:600;margin-bottom:.3rem}dt{font-weight:600;margin-top:.5rem}
-"""
-
-
 def software_version() -> str:
     """The installed HAMU Studio's version (pyproject's), else the package's ``__version__``, else "unknown"."""
     try:
@@ -127,7 +120,7 @@ def software_version() -> str:
 
 def readable_date(stamp: str) -> str:
     """An ISO 8601 time as a person writes it: "2 December 2026, 14:05 UTC"."""
-    moment = datetime.fromisoformat(stamp).astimezone(timezone.utc)
+    moment = datetime.fromisoformat(stamp).astimezone(UTC)
     return f"{moment.day} {moment:%B %Y, %H:%M} UTC"
 
 
@@ -189,23 +182,11 @@ def conclusion(outcome: Mapping | None, evaluation: Mapping | None, verdict: Map
         + ". It neither reached the retrain reference at a cost within noise nor met a limit that rules it out.")
 
 
-def json_safe(value):
-    """``value`` as plain JSON types: NaN and ±Inf become None, numpy scalars and arrays Python ones."""
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
-
-
 def _fmt(value, percent: bool = False) -> str:
-    """One cell: numbers to 4 significant digits (or a percentage), missing as an em dash, escaped."""
+    """One value as text: numbers to 4 significant digits (or a percentage), missing as an em dash.
+
+    Plain text, never HTML: the template escapes everything it shows.
+    """
     if value is None or (isinstance(value, (float, np.floating)) and not math.isfinite(value)):
         return "—"
     if isinstance(value, (bool, np.bool_)):
@@ -215,24 +196,29 @@ def _fmt(value, percent: bool = False) -> str:
     if isinstance(value, (float, np.floating)):
         return f"{100 * value:.1f}%" if percent else f"{value:.4g}"
     if isinstance(value, (Mapping, list, tuple)):
-        return escape(json.dumps(json_safe(value)))
-    return escape(str(value))
+        return json.dumps(to_jsonable(value))
+    return str(value)
 
 
-def _cell(value, percent: bool = False) -> str:
-    """One ``<td>``: numbers right-aligned."""
+@dataclass(frozen=True)
+class Cell:
+    """One table cell for the template: its text (plain; the template escapes it) and its alignment."""
+
+    text: str
+    numeric: bool = False  # numbers are right-aligned
+
+
+def _cell(value, percent: bool = False) -> Cell:
     numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-    return f'<td class="num">{_fmt(value, percent)}</td>' if numeric else f"<td>{_fmt(value, percent)}</td>"
+    return Cell(_fmt(value, percent), numeric)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    """An HTML table from a header of plain strings and rows of ``_cell`` outputs."""
-    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def _table(header: list, rows: list[list[Cell]]) -> dict:
+    """A table for the template's ``table`` macro: a header of plain strings and rows of cells."""
+    return {"header": [str(h) for h in header], "rows": rows}
 
 
-def _key_value_table(values: Mapping) -> str:
+def _key_value_table(values: Mapping) -> dict:
     return _table(["Setting", "Value"], [[_cell(str(k)), _cell(v)] for k, v in values.items()])
 
 
@@ -303,7 +289,7 @@ class Report:
 
     def to_dict(self) -> dict:
         """Settings, summaries, metrics and history as JSON-safe data (no figures)."""
-        return json_safe({
+        return to_jsonable({
             "title": self.title, "created": self.created, "record": self.record,
             "conclusion": dict(zip(("kind", "text"), self.conclusion())), "settings": self.settings,
             "dataset": self.dataset,
@@ -324,42 +310,35 @@ class Report:
         return conclusion(self.outcome, self.evaluation, self.verdict)
 
     def to_html(self) -> str:
-        """The whole report as one self-contained HTML page."""
-        script = f"<script>{self.plotlyjs}</script>" if self.plotlyjs and self.figures_html else ""
-        sections = "".join(f'<section id="{name}">{body}</section>' for name, body in (
-            ("conclusion", self._conclusion_html()), ("record", self._record_html()),
-            ("outcome", self._outcome_html()), ("verdict", self._verdict_html()), ("numbers", self._numbers_html()),
-            ("privacy", self._privacy_html()), ("ledger", self._ledger_html()), ("charts", self._charts_html()),
-            ("settings", self._settings_html()), ("forget", self._forget_html()),
-            ("history", self._history_html()), ("definitions", self._definitions_html()),
-        ) if body)
-        dataset = escape(str(self.dataset.get("name", "unnamed dataset")))
-        return (
-            '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            f"<title>{escape(self.title)}</title><style>{CSS}</style>{script}</head><body>"
-            f"<h1>{escape(self.title)}</h1>"
-            f'<p class="muted">Created {escape(readable_date(self.created))} · dataset {dataset} · '
-            f"{len(self.history)} unlearning steps · HAMU Studio {_fmt(self.record.get('software_version'))}</p>"
-            f"{self._request_html()}{sections}</body></html>"
-        )
+        """The whole report as one self-contained HTML page (``templates/report.html.j2``, autoescaped)."""
+        return _TEMPLATES.get_template(TEMPLATE).render(self._page())
 
-    def _request_html(self) -> str:
+    def _page(self) -> dict:
+        """What the template shows, as plain values; only the caller's charts and plotly.js are marked safe."""
+        charts = [(str(caption), Markup(fragment)) for caption, fragment in self.figures_html.items()]
         ref = self.record.get("request_ref")
-        return f"<p><strong>Request:</strong> {_fmt(ref)}</p>" if ref else ""
+        return {
+            "title": self.title, "created": readable_date(self.created),
+            "dataset_name": str(self.dataset.get("name", "unnamed dataset")), "steps": len(self.history),
+            "version": _fmt(self.record.get("software_version")), "request": _fmt(ref) if ref else None,
+            "plotlyjs": Markup(self.plotlyjs) if self.plotlyjs and charts else None,
+            "conclusion": self.conclusion()[1], "record": self._record(), "outcome": self._outcome(),
+            "verdict": self._findings(), "numbers": self._numbers(), "privacy": self._privacy(),
+            "ledger": self._ledger(), "charts": charts, "settings": _key_value_table(self.settings),
+            "dataset": _key_value_table(self.dataset), "forget": self._forget(), "history": self._history(),
+            "definitions": DEFINITIONS,
+        }
 
-    def _conclusion_html(self) -> str:
-        return f"<h2>Conclusion</h2><p>{escape(self.conclusion()[1])}</p>"
-
-    def _record_html(self) -> str:
+    def _record(self) -> dict | None:
         """What identifies this record: label, request, run and parent, software version, fingerprints."""
         rows = [[_cell(label), _cell(self.record[key])] for key, label in RECORD_ROWS
                 if self.record.get(key) not in (None, "")]
-        return "<h2>Record</h2>" + _table(["Field", "Value"], rows) if rows else ""
+        return _table(["Field", "Value"], rows) if rows else None
 
-    def _outcome_html(self) -> str:
+    def _outcome(self) -> list[str] | None:
         """How the run ended and which step the numbers below describe, in words."""
         if not self.outcome:
-            return ""
+            return None
         stop, reported = self.outcome.get("stop") or {}, self.outcome.get("reported_step")
         lines = []
         if stop:
@@ -371,58 +350,51 @@ class Report:
                 why = self.outcome.get("reported_why")
                 lines.append(f"The numbers below describe the model after step {_fmt(reported)}"
                              + (f", {_fmt(why)}." if why else "."))
-        return "<h2>Outcome</h2>" + "".join(f"<p>{line}</p>" for line in lines)
+        return lines
 
-    def _verdict_html(self) -> str:
-        if not self.verdict:
-            return "<h2>Verdict</h2><p>No verdict: this run has not been evaluated.</p>"
-        items = []
-        for name, finding in self.verdict.items():
+    def _findings(self) -> list[dict]:
+        """Each verdict finding: question, status (a CSS class), the status in words, and its sentence."""
+        findings = []
+        for name, finding in (self.verdict or {}).items():
             if isinstance(finding, Mapping):
                 question = finding.get("question", str(name).replace("_", " ").capitalize())
                 status, sentence = str(finding.get("status", "")), finding.get("sentence", "")
             else:
                 question, status, sentence = str(name).replace("_", " ").capitalize(), "", finding
-            words = STATUS_WORDS.get(status, status)
-            badge = f'<span class="status">{escape(words)}</span>' if words else ""
-            items.append(f'<div class="finding {escape(status)}"><strong>{escape(str(question))}</strong>'
-                         f"{badge}<br>{escape(str(sentence))}</div>")
-        return "<h2>Verdict</h2>" + "".join(items)
+            findings.append({"question": str(question), "status": status,
+                             "words": STATUS_WORDS.get(status, status), "sentence": str(sentence)})
+        return findings
 
-    def _numbers_html(self) -> str:
+    def _numbers(self) -> dict | None:
         if not self.evaluation:
-            return "<h2>Key numbers</h2><p>No evaluation was recorded for this run.</p>"
+            return None
         ev = self.evaluation
         header, texts = key_number_rows(ev)
-        rows = [[f"<td>{escape(row[0])}</td>", *(f'<td class="num">{escape(t)}</td>' for t in row[1:])]
-                for row in texts]
         extra = [[_cell(label), _cell(ev.get(key), percent)] for label, key, percent in COMPARISONS if key in ev]
-        sizes = ev.get("sizes") or {}
-        size_line = ", ".join(f"{escape(str(k))} {_fmt(v)}" for k, v in sizes.items())
-        out = "<h2>Key numbers</h2>" + (f'<p class="muted">Samples: {size_line}</p>' if size_line else "")
-        out += _table(header, rows) + (_table(["Comparison with retraining", "Value"], extra) if extra else "")
         classes = ev.get("class_accuracy") or []
-        if classes:
-            columns = list(classes[0])
-            percent = {"original", "current", "retrain"}
-            out += "<h3>Class-wise accuracy</h3>" + _table(
-                columns, [[_cell(r.get(c), c in percent) for c in columns] for r in classes])
-        return out
+        columns = list(classes[0]) if classes else []
+        percent = {"original", "current", "retrain"}
+        return {
+            "sizes": ", ".join(f"{k} {_fmt(v)}" for k, v in (ev.get("sizes") or {}).items()),
+            "key_numbers": _table(header, [[Cell(row[0]), *(Cell(t, True) for t in row[1:])] for row in texts]),
+            "comparisons": _table(["Comparison with retraining", "Value"], extra) if extra else None,
+            "classes": _table(columns, [[_cell(r.get(c), c in percent) for c in columns] for r in classes])
+            if classes else None,
+        }
 
-    def _privacy_html(self) -> str:
+    def _privacy(self) -> dict | None:
         """The per-sample audit, when one was run: its verdict in words and every attack's numbers."""
         if not self.privacy:
-            return ""
+            return None
         p = self.privacy
-        rows = [[_cell(v) for v in row] for row in p.get("rows", [])]
-        return (f"<h2>Privacy audit (per-sample attacks)</h2><p><strong>Strongest attack: {_fmt(p.get('strongest'))}."
-                f"</strong> {_fmt(p.get('verdict'))}</p>" + _table(p.get("header", []), rows)
-                + (f'<p class="muted">{_fmt(p.get("note"))}</p>' if p.get("note") else ""))
+        return {"strongest": _fmt(p.get("strongest")), "verdict": _fmt(p.get("verdict")),
+                "table": _table(p.get("header", []), [[_cell(v) for v in row] for row in p.get("rows", [])]),
+                "note": _fmt(p.get("note")) if p.get("note") else None}
 
-    def _ledger_html(self) -> str:
+    def _ledger(self) -> dict | None:
         """The request ledger, when one was run: one row per request beside the retrain-without-all-so-far model."""
         if not self.ledger:
-            return ""
+            return None
         columns = (("Request", "request", False), ("Forgotten now", "forget_size", False),
                    ("Forgotten so far", "forgotten_size", False), ("Steps", "steps", False),
                    ("Stop", "stop_kind", False), ("Retain acc.", "retain_acc", True),
@@ -435,39 +407,24 @@ class Report:
             flat = {**entry, **(entry.get("result") or {}),
                     **{f"retrain_{k}": v for k, v in (entry.get("reference") or {}).items()}}
             rows.append([_cell(flat.get(key), percent) for _, key, percent in columns])
-        return ("<h2>Request ledger</h2><p>Deletion requests answered one after another, each on the model the "
-                "previous one produced, against the model retrained without every set forgotten so far. "
-                "Retrain s is empty where that model came from the disk cache.</p>"
-                + _table([label for label, _, _ in columns], rows))
+        return _table([label for label, _, _ in columns], rows)
 
-    def _charts_html(self) -> str:
-        if not self.figures_html:
-            return ""
-        figures = "".join(f"<figure><figcaption>{escape(str(caption))}</figcaption>{fragment}</figure>"
-                          for caption, fragment in self.figures_html.items())
-        return "<h2>Charts</h2>" + figures
-
-    def _settings_html(self) -> str:
-        return ("<h2>Settings</h2>" + _key_value_table(self.settings)
-                + "<h3>Dataset</h3>" + _key_value_table(self.dataset))
-
-    def _forget_html(self) -> str:
+    def _forget(self) -> dict:
         ids = list(self.forget.get("ids", []))
-        size = self.forget.get("size", len(ids))
-        out = f"<h2>Forget set</h2><p>{_fmt(size)} samples.</p>"
+        hidden = len(ids) - IDS_PREVIEW
         mix = self.forget.get("class_mix") or {}
-        if mix:
-            out += _table(["Class", "Samples"], [[_cell(str(k)), _cell(v)] for k, v in mix.items()])
-        if ids:
-            hidden = len(ids) - IDS_PREVIEW
-            more = f" … and {hidden} more (all ids are in the JSON export)" if hidden > 0 else ""
-            out += f"<p>Sample ids: {', '.join(_fmt(i) for i in ids[:IDS_PREVIEW])}{escape(more)}</p>"
         rest = {k: v for k, v in self.forget.items() if k not in ("ids", "size", "class_mix")}
-        return out + (_key_value_table(rest) if rest else "")
+        return {
+            "size": _fmt(self.forget.get("size", len(ids))),
+            "mix": _table(["Class", "Samples"], [[_cell(str(k)), _cell(v)] for k, v in mix.items()]) if mix else None,
+            "ids": ", ".join(_fmt(i) for i in ids[:IDS_PREVIEW]),
+            "more": f" … and {hidden} more (all ids are in the JSON export)" if hidden > 0 else "",
+            "rest": _key_value_table(rest) if rest else None,
+        }
 
-    def _history_html(self) -> str:
+    def _history(self) -> dict | None:
         if not self.history:
-            return "<h2>Run history</h2><p>No steps were taken.</p>"
+            return None
         frame = pd.DataFrame(self.history)
         columns = [c for c in HISTORY_COLUMNS if c in frame.columns]
         shown = frame if len(frame) <= 2 * HISTORY_PREVIEW else pd.concat(
@@ -475,11 +432,7 @@ class Report:
         rows = [[_cell(v) for v in row] for row in shown[columns].itertuples(index=False)]
         note = f"First and last {HISTORY_PREVIEW} of {len(frame)} steps; the CSV export has every step." \
             if len(frame) > 2 * HISTORY_PREVIEW else f"All {len(frame)} steps."
-        return f"<h2>Run history</h2><p class=\"muted\">{note}</p>" + _table(columns, rows)
-
-    def _definitions_html(self) -> str:
-        items = "".join(f"<dt>{escape(term)}</dt><dd>{escape(text)}</dd>" for term, text in DEFINITIONS)
-        return f"<h2>Definitions</h2><dl>{items}</dl>"
+        return {"note": note, "table": _table(columns, rows)}
 
 
 def build_report(
@@ -520,7 +473,7 @@ def build_report(
     figures = dict(figures_html or {})
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in figures.items()):
         raise ValueError("figures_html must map captions to HTML strings")
-    stamp = (created or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+    stamp = (created or datetime.now(UTC)).isoformat(timespec="seconds")
     return Report(
         title=title, created=stamp, settings=copy.deepcopy(dict(settings)), dataset=copy.deepcopy(dict(dataset)),
         forget=copy.deepcopy(dict(forget)), history=copy.deepcopy(history),

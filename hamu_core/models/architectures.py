@@ -13,22 +13,25 @@ import contextlib
 import hashlib
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-ARCHS = ("mlp", "cnn")
+from hamu_core.models.resnet import ResNet20
+
+ARCHS = ("mlp", "cnn", "resnet20")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of the classifier; the seed that initialises it lives in ``TrainConfig``."""
 
-    arch: str = "mlp"  # "mlp" for any input, "cnn" for (1, h, w) images
+    arch: str = "mlp"  # "mlp" for any input, "cnn" for (c, h, w) images, "resnet20" for 32×32 colour images
     hidden: tuple[int, ...] = (128, 128)  # MLP hidden widths; the last is the feature size
     channels: tuple[int, int] = (16, 32)  # CNN conv widths: few, so a Fashion-MNIST epoch fits 2 cores
     cnn_hidden: int = 128  # CNN feature size (the Linear before the head): ~23k params on 8×8, ~72k on 28×28
+    resnet_width: int = 16  # ResNet-20 channels of the first stage (then ×2, ×4): 16 is the published 0.27M model
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -39,6 +42,8 @@ class ModelConfig:
             raise ValueError(f"channels must be two positive widths, got {self.channels}")
         if self.cnn_hidden < 1:
             raise ValueError(f"cnn_hidden must be positive, got {self.cnn_hidden}")
+        if self.resnet_width < 1:
+            raise ValueError(f"resnet_width must be positive, got {self.resnet_width}")
 
 
 class MLP(nn.Module):
@@ -91,17 +96,20 @@ def _initialise(model: nn.Module, generator: torch.Generator) -> None:
             nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
             fan_in = module.weight[0].numel()
             bound = 1.0 / math.sqrt(fan_in)
-            nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+            if module.bias is not None:  # ResNet convolutions have none: BatchNorm supplies the shift
+                nn.init.uniform_(module.bias, -bound, bound, generator=generator)
 
 
 def build_model(config: ModelConfig, input_shape: tuple[int, ...], n_classes: int, *, seed: int = 0) -> nn.Module:
     """A freshly initialised classifier for inputs of ``input_shape`` (no batch dimension)."""
     if n_classes < 2:
         raise ValueError(f"n_classes must be at least 2, got {n_classes}")
+    if config.arch in ("cnn", "resnet20") and len(input_shape) != 3:
+        raise ValueError(f"arch {config.arch!r} needs image inputs (channels, height, width), got shape {input_shape}")
     if config.arch == "cnn":
-        if len(input_shape) != 3:
-            raise ValueError(f"arch 'cnn' needs image inputs (channels, height, width), got shape {input_shape}")
         model = CNN(tuple(input_shape), config.channels, config.cnn_hidden, n_classes)
+    elif config.arch == "resnet20":
+        model = ResNet20(tuple(input_shape), config.resnet_width, n_classes)
     else:
         model = MLP(math.prod(input_shape), tuple(config.hidden), n_classes)
     _initialise(model, torch.Generator().manual_seed(seed))
@@ -118,9 +126,26 @@ def model_fingerprint(model: nn.Module) -> str:
     for name, tensor in sorted(model.state_dict().items()):
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        # reshape: a 0-dim tensor (BatchNorm's num_batches_tracked) cannot be viewed as bytes directly
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()[:16]
 
+
+
+@dataclass(frozen=True, eq=False)
+class TrainedModel:
+    """A model treated as read-only, with the fingerprint of its weights as its key.
+
+    The key is computed here from the weights, never passed in, so no caller can hand a
+    cache one model under another model's key: caches hash a ``TrainedModel`` by its key.
+    Wrap a model again after changing it (a live run's model changes every step).
+    """
+
+    model: nn.Module
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", model_fingerprint(self.model))
 
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:

@@ -16,14 +16,16 @@ import os
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
 from torch import nn
 
 from hamu_core.data.labelled import LabelledData
-from hamu_core.models.architectures import ModelConfig, build_model
 from hamu_core.data.selection import validate_forget_set
+from hamu_core.models.architectures import ModelConfig, build_model
+from hamu_core.models.device import resolve_device
 from hamu_core.models.training import Progress, TrainConfig, retain_ids, train_model
 
 ROLES = ("original", "retrain")
@@ -56,21 +58,30 @@ def save_state_dict(model: nn.Module, path: str | Path) -> Path:
     return path
 
 
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict read with ``weights_only=True``; CheckpointError if the file is anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+def read_state_dict(source: str | Path | BinaryIO, name: str) -> dict[str, torch.Tensor]:
+    """A state dict from a file or a binary stream, read as data only (``weights_only=True``).
+
+    The one place weights are unpickled, for checkpoint files and the run store's blobs
+    alike; CheckpointError naming ``name`` if ``source`` holds anything else.
+    """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # a garbled pickle stream fails with arbitrary types (IndexError, KeyError, ...)
-        raise CheckpointError(f"{path.name}: not a readable PyTorch checkpoint ({exc})") from exc
+        raise CheckpointError(f"{name}: not a readable PyTorch checkpoint ({exc})") from exc
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
-        raise CheckpointError(f"{path.name}: not a state dict (a mapping of names to tensors), "
+        raise CheckpointError(f"{name}: not a state dict (a mapping of names to tensors), "
                               f"got {type(state).__name__}")
     return state
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict in the file at ``path``; FileNotFoundError if there is none."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return read_state_dict(path, path.name)
 
 
 def load_into(model: nn.Module, path: str | Path) -> nn.Module:
@@ -121,8 +132,12 @@ def cached_train(
     role: str,
     progress: Progress | None = None,
     cache_dir: str | Path | None = None,
+    *,
+    device: str | torch.device = "cpu",
 ) -> nn.Module:
-    """The ``role`` model ("original" or "retrain") from the disk cache, training and storing it if absent.
+    """The ``role`` model ("original" or "retrain") on ``device``, from the disk cache, else trained and stored.
+
+    The device is not part of the cache key: weights are stored on the CPU and moved on load.
 
     The original is trained on every training sample, so it needs no forget set:
     ``forget_ids`` may be None for it (a given one is still validated). The retrain
@@ -138,17 +153,17 @@ def cached_train(
     else:
         ids = validate_forget_set(data, forget_ids)
     folder = Path(cache_dir) if cache_dir is not None else data_dir() / "models"
-    path = folder / f"{data.name.replace('/', '_')}-{role}-{cache_key(data, ids, model_config, train_config, role)}.pt"
+    path = folder / f"{role}-{cache_key(data, ids, model_config, train_config, role)}.pt"  # a hash, never the file's name
     model = build_model(model_config, data.input_shape, data.n_classes, seed=train_config.seed)
     if path.is_file():
         try:
             load_into(model, path)
             if progress is not None:
                 progress(1.0, f"{role}: loaded from cache")
-            return model
+            return model.to(resolve_device(device))
         except CheckpointError:
             path.unlink(missing_ok=True)
     train_ids = data.train_ids if role == "original" else retain_ids(data, ids)
-    model = train_model(data, train_ids, model_config, train_config, progress)
+    model = train_model(data, train_ids, model_config, train_config, progress, device=device)
     save_state_dict(model, path)
     return model

@@ -17,7 +17,8 @@ from abc import abstractmethod
 from dataclasses import dataclass
 
 from hamu_core.rules import gradients as G
-from hamu_core.rules.rule import RuleStep, StepInputs, UpdateRule, check_positive
+from hamu_core.rules.rule import RuleStep, StepInputs, UpdateRule
+from hamu_core.rules.setting import setting
 from hamu_core.rules.solver import EPS
 
 CONFLICT_TESTS = ("principled", "reference")
@@ -81,12 +82,8 @@ class NegGradPlus(DirectionRule):
 
     name = "neggrad+"
 
-    alpha: float = 0.8  # weight on retain descent; 0.5 is GDiff up to scale
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
+    alpha: float = setting(  # weight on retain descent; 0.5 is GDiff up to scale
+        0.8, "α", "Weight on retain descent (1 − α on forget ascent); 0.5 is GDiff up to scale.", low=0, high=1)
 
     def direction(self, inputs):
         return G.combine((self.alpha, inputs.grads.retain), (self.alpha - 1.0, inputs.grads.forget)), {}
@@ -127,13 +124,10 @@ class Scrub(DirectionRule):
     name = "scrub"
     needs_original = True
 
-    alpha: float = 0.001  # weight of the retain KL-to-teacher term (reference default)
-    gamma: float = 0.99  # weight of the retain cross-entropy term (reference default)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_positive("alpha", self.alpha, allow_zero=True)
-        check_positive("gamma", self.gamma, allow_zero=True)
+    alpha: float = setting(  # reference default
+        0.001, "α", "Weight of the retain KL-to-teacher term.", low=0)
+    gamma: float = setting(  # reference default
+        0.99, "γ", "Weight of the retain cross-entropy term.", low=0)
 
     def direction(self, inputs):
         g_kl_retain = G.kl_gradients(inputs.model, inputs.original, inputs.retain[0])
@@ -154,11 +148,14 @@ def _conflict(retain_dot_forget: float, conflict_test: str) -> bool:
     return retain_dot_forget > 0
 
 
-def _check_projection_settings(conflict_test: str, tau: float | None) -> None:
-    if conflict_test not in CONFLICT_TESTS:
-        raise ValueError(f"conflict_test must be one of {CONFLICT_TESTS}, got {conflict_test!r}")
-    if tau is not None:
-        check_positive("tau", tau)
+def _conflict_test_setting(what: str):
+    return setting("principled", "Conflict test", f"principled: project when the gradients truly conflict ({what}); "
+                   "reference: the original code's test.", choices=CONFLICT_TESTS)
+
+
+def _tau_setting(what: str):
+    return setting(None, "Cap on the direction", f"Largest norm of {what}. 0: no cap.", low=0, low_open=True,
+                   optional=True)
 
 
 def _tighter(bound: float, tau: float | None) -> float:
@@ -177,12 +174,8 @@ class GradientRectified(DirectionRule):
 
     name = "gru"
 
-    conflict_test: str = "principled"  # "principled" (g_r·g_f > 0) or "reference" (its < 0 test)
-    tau: float | None = None  # optional cap on ‖a‖
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_projection_settings(self.conflict_test, self.tau)
+    conflict_test: str = _conflict_test_setting("g_r·g_f > 0")  # "reference": the code's < 0 test
+    tau: float | None = _tau_setting("a")  # None: no cap on ‖a‖
 
     def direction(self, inputs):
         g_r, g_f = inputs.grads.retain, inputs.grads.forget
@@ -205,12 +198,8 @@ class PCGrad(DirectionRule):
 
     name = "pcgrad"
 
-    conflict_test: str = "principled"  # "principled" (d_r·d_f < 0) or "reference" (g_r·g_f < 0)
-    tau: float | None = None  # optional cap on ‖u‖
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_projection_settings(self.conflict_test, self.tau)
+    conflict_test: str = _conflict_test_setting("d_r·d_f < 0")  # "reference": g_r·g_f < 0
+    tau: float | None = _tau_setting("u")  # None: no cap on ‖u‖
 
     def direction(self, inputs):
         g_r, g_f = inputs.grads.retain, inputs.grads.forget

@@ -1,4 +1,8 @@
-"""HAMU applied to a whole model: per-tensor or full-gradient, fixed or lr radius.
+"""HAMU-Q and HAMU-U applied to a whole model: per-tensor or full-gradient, fixed or lr radius.
+
+The two variants share every setting and every line of the step; they differ only in which
+gradient is guarded and which is guaranteed (HAMU_SPEC: HAMU-U is HAMU-Q with the roles of
+g_r and g_f swapped), so each is a small class naming its variant over one base.
 
 HAMU_SPEC "Per-tensor and full-gradient modes": per-tensor mode (the reference default)
 solves one problem per parameter tensor with the constraint B split across tensors;
@@ -18,14 +22,23 @@ decrease is negative.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections import Counter
 from dataclasses import dataclass
 
 import torch
 
 from hamu_core.rules import gradients as G
-from hamu_core.rules.rule import RuleStep, StepInputs, UpdateRule, check_positive
-from hamu_core.rules.solver import EFFECTIVE_NAMES, EPS, VARIANTS, HamuSolution, effective_pair, solve_effective, stopping_threshold
+from hamu_core.rules.rule import RuleStep, StepInputs, UpdateRule
+from hamu_core.rules.setting import setting
+from hamu_core.rules.solver import (
+    EFFECTIVE_NAMES,
+    EPS,
+    HamuSolution,
+    effective_pair,
+    solve_effective,
+    stopping_threshold,
+)
 
 MODES = ("per_tensor", "full")
 SPLITS = ("equal", "norm_product", "exp_neg_dot")
@@ -57,47 +70,47 @@ def constraint_split(gr: G.Grads, gf: G.Grads, constraint: float, split: str) ->
 
 @dataclass(frozen=True)
 class HamuUpdate(UpdateRule):
-    """HAMU-Q or HAMU-U on a whole model (HAMU_SPEC).
+    """HAMU on a whole model (HAMU_SPEC); :class:`HamuQ` and :class:`HamuU` name the variant.
 
-    Defaults follow the paper's image runs scaled for the Studio's small models: lr-radius,
-    B = 0.5·lr, norm-product split, clipping at 1.0. ``infeasible_step="cap"`` replaces the
-    spec's infeasible step (B/‖g_f'‖²)·g_f' by R·g_f'/‖g_f'‖, the maximiser of g_f'·Δ subject
-    to ‖Δ‖ ≤ R: on a text dataset the exact step was 2,500 times the radius and took retain
-    accuracy from 100 % to 55 % in one step. The step stays flagged infeasible, since it does
-    not gain B; "exact" keeps the paper's and the reference's step.
+    ``infeasible_step="cap"`` replaces the spec's infeasible step (B/‖g_f'‖²)·g_f' by
+    R·g_f'/‖g_f'‖, the maximiser of g_f'·Δ subject to ‖Δ‖ ≤ R: on a text dataset the exact
+    step was 2,500 times the radius and took retain accuracy from 100 % to 55 % in one step.
+    The step stays flagged infeasible, since it does not gain B; "exact" keeps the paper's
+    and the reference's step. The Studio's own defaults (fixed radius, full-gradient mode)
+    are in ``hamu_core.config``; the field defaults here are the paper's image recipe.
     """
 
-    name = "hamu"
-
-    variant: str = "hamu-q"  # "hamu-q" guarantees forget progress, "hamu-u" retain progress
-    constraint: float = 5e-3  # B: guaranteed first-order gain per step (0.5·lr)
-    radius: float | None = None  # fixed R per problem; None selects lr-radius R = lr·‖g_r'‖
-    lr: float = 1e-2  # lr-radius scale (ignored when radius is set)
-    mode: str = "per_tensor"  # "per_tensor" (reference default) or "full" (one global problem)
-    split: str = "norm_product"  # per-tensor constraint split: equal, norm_product, exp_neg_dot
-    clip_norm: float | None = 1.0  # clip g_r and g_f separately (paper: 1.0)
-    stop_on_infeasible: bool = False  # refuse the step when the constraint cannot be met
-    stop_on_unavoidable: bool = False  # refuse the step when degradation is unavoidable (margin < 0)
-    infeasible_step: str = "cap"  # infeasible problem: "cap" at the radius, or "exact" (longer, gains B)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
-        if self.infeasible_step not in INFEASIBLE_STEPS:
-            raise ValueError(f"infeasible_step must be one of {INFEASIBLE_STEPS}, got {self.infeasible_step!r}")
-        check_positive("constraint", self.constraint, allow_zero=True)
-        if self.radius is not None:
-            check_positive("radius", self.radius, allow_zero=True)
+    constraint: float = setting(  # B = 0.5·lr in the paper's image runs
+        5e-3, "Constraint B", "The guarantee: each step improves the guarded loss by at least B (first order).", low=0)
+    radius: float | None = setting(  # None selects lr-radius R = lr·‖g_r'‖
+        None, "Fixed radius R", "Largest step allowed. 0: the radius follows the gradient, R = lr·‖g‖.", low=0,
+        optional=True)
+    lr: float = setting(  # lr-radius scale, ignored when radius is set
+        1e-2, "Learning rate", "Scale of the lr-radius R = lr·‖g_r'‖ (used when no fixed radius is set).", low=0,
+        low_open=True)
+    mode: str = setting(  # "per_tensor" is the reference default
+        "per_tensor", "Mode", "per_tensor: one problem per weight tensor (paper default). full: one global problem.",
+        choices=MODES)
+    split: str = setting(
+        "norm_product", "Split of B", "How per-tensor mode shares B across tensors.", choices=SPLITS)
+    clip_norm: float | None = setting(  # paper: 1.0
+        1.0, "Clip gradients at", "Clip the retain and forget gradients separately to this norm. 0: no clipping.",
+        low=0, low_open=True, optional=True)
+    stop_on_infeasible: bool = setting(
+        False, "Refuse infeasible steps", "The rule refuses (weights unchanged) a step when no step within the "
+        "radius can meet B. The run's own stop rules sit beside the method.")
+    stop_on_unavoidable: bool = setting(
+        False, "Refuse steps that must degrade", "The rule refuses (weights unchanged) a step once meeting B must "
+        "worsen the protected loss (even the best step inside the radius does: margin < 0).")
+    infeasible_step: str = setting(
+        "cap", "Infeasible steps", "When no step within the radius can gain B: cap the step at the radius (the "
+        "largest gain inside it), or take the exact shortest step that gains B, however long.",
+        choices=INFEASIBLE_STEPS)
 
     @property
-    def method(self) -> str:
-        """Registry name of this configuration ("hamu-q" or "hamu-u")."""
-        return self.variant
+    @abstractmethod
+    def variant(self) -> str:
+        """"hamu-q" guarantees forget progress B per step, "hamu-u" retain progress."""
 
     def _radius_for(self, gr_norm: float) -> float:
         return self.radius if self.radius is not None else self.lr * gr_norm
@@ -202,3 +215,22 @@ class HamuUpdate(UpdateRule):
         if refused:
             delta = [torch.zeros_like(d) for d in delta]
         return RuleStep(delta=delta, info=info, refused=refused)
+
+
+@dataclass(frozen=True)
+class HamuQ(HamuUpdate):
+    """HAMU-Q: raise the forget loss by at least B per step at the least first-order retain cost."""
+
+    name = "hamu-q"
+    variant = "hamu-q"
+
+
+@dataclass(frozen=True)
+class HamuU(HamuUpdate):
+    """HAMU-U: lower the retain loss by at least B per step while raising the forget loss the most."""
+
+    name = "hamu-u"
+    variant = "hamu-u"
+
+
+HAMU_RULES: dict[str, type[HamuUpdate]] = {"hamu-q": HamuQ, "hamu-u": HamuU}

@@ -27,7 +27,7 @@ import torch
 
 from hamu_core.rules.baselines import GradientAscent, GradientDifference, PCGrad
 from hamu_core.rules.gradients import PairedGradients
-from hamu_core.rules.hamu import HamuUpdate
+from hamu_core.rules.hamu import HAMU_RULES
 from hamu_core.rules.rule import StepInputs
 from hamu_core.rules.solver import EPS, effective_pair, hamu_update
 
@@ -91,7 +91,7 @@ def plane_problem(norm_r: float, norm_f: float, cos_rf: float, radius: float, co
     """The HAMU problem with these gradient norms, angle, R and B, solved in its plane.
 
     ``exact_step`` and ``branch`` are ``hamu_update``'s on the 2-D vectors; ``step`` is what
-    ``HamuUpdate`` (full-gradient mode, fixed R, no clipping) takes on them, which differs only
+    ``HamuQ``/``HamuU`` (full-gradient mode, fixed R, no clipping) takes on them, which differs only
     on the infeasible branch under the default ``infeasible_step="cap"``.
     """
     for name, value in (("norm_r", norm_r), ("norm_f", norm_f), ("cos_rf", cos_rf)):
@@ -100,7 +100,7 @@ def plane_problem(norm_r: float, norm_f: float, cos_rf: float, radius: float, co
     gr_np, gf_np = plane_vectors(norm_r, norm_f, cos_rf)
     gr, gf = torch.from_numpy(gr_np), torch.from_numpy(gf_np)
     solution = hamu_update(gr, gf, radius=radius, constraint=constraint, variant=variant)
-    rule = HamuUpdate(variant=variant, radius=radius, constraint=constraint, mode="full", clip_norm=None,
+    rule = HAMU_RULES[variant](radius=radius, constraint=constraint, mode="full", clip_norm=None,
                       infeasible_step=infeasible_step)
     inputs = _inputs(gr, gf)
     taken = rule.propose(inputs).delta[0]

@@ -16,12 +16,12 @@ from hamu_core.rules.baselines import (
     PCGrad,
     Scrub,
 )
-from hamu_core.rules.hamu import HamuUpdate
+from hamu_core.rules.hamu import HamuQ, HamuU
 from hamu_core.rules.rule import UpdateRule
 
 METHODS: dict[str, type[UpdateRule]] = {
-    "hamu-q": HamuUpdate,
-    "hamu-u": HamuUpdate,
+    "hamu-q": HamuQ,
+    "hamu-u": HamuU,
     "ft": FineTune,
     "ga": GradientAscent,
     "gdiff": GradientDifference,
@@ -54,10 +54,7 @@ def make_rule(method: str, **settings) -> UpdateRule:
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
-    cls = METHODS[method]
-    if cls is HamuUpdate:
-        settings = {**settings, "variant": method}
     try:
-        return cls(**settings)
+        return METHODS[method](**settings)
     except TypeError as err:
         raise ValueError(f"{method}: {err}") from None

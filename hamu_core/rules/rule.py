@@ -1,15 +1,14 @@
 """The contract every update rule honours, HAMU and baselines alike.
 
 A rule is a frozen dataclass of settings (scikit-learn style: parameters stored as given,
-validated once). The run computes the paired gradients, clips them with the rule's
-``clip_norm``, and asks the rule for the update; the rule never touches the weights. That
+validated once against the range each field declares; see ``setting``). The run computes
+the paired gradients, clips them with the rule's ``clip_norm``, and asks the rule for the update; the rule never touches the weights. That
 split is what lets one conformance suite, the comparison page and the CLI treat every
 rule alike, and what makes a refused step leave the model untouched.
 """
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from hamu_core.rules.gradients import Grads, PairedGradients
+from hamu_core.rules.setting import setting, validate
 
 
 @dataclass(frozen=True)
@@ -44,14 +44,6 @@ class RuleStep:
     refused: str | None = None
 
 
-def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
-    """Raise a ValueError naming the field unless value is finite and > 0 (or ≥ 0)."""
-    ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value}")
-
-
 @dataclass(frozen=True)
 class UpdateRule(ABC):
     """Base settings shared by every rule."""
@@ -59,13 +51,13 @@ class UpdateRule(ABC):
     name: ClassVar[str]  # registry key, e.g. "hamu-q", "gdiff"
     needs_original: ClassVar[bool] = False  # True when the rule reads the frozen original model
 
-    lr: float = 1e-2  # step size: θ ← θ − lr·u for baselines; lr-radius scale for HAMU
-    clip_norm: float | None = None  # clip g_r and g_f separately to this norm (None: no clipping)
+    lr: float = setting(1e-2, "Learning rate", "Step size: θ ← θ − lr·u.", low=0, low_open=True)
+    clip_norm: float | None = setting(  # None: no clipping
+        None, "Clip gradients at", "Clip the retain and forget gradients separately to this norm. 0: no clipping.",
+        low=0, low_open=True, optional=True)
 
     def __post_init__(self) -> None:
-        check_positive("lr", self.lr)
-        if self.clip_norm is not None:
-            check_positive("clip_norm", self.clip_norm)
+        validate(self)
 
     @abstractmethod
     def propose(self, inputs: StepInputs) -> RuleStep:

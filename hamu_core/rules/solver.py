@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-EPS = 1e-12
+EPS = 1e-12  # HAMU_SPEC's ε: guards every division; a gradient with ‖g‖² < EPS has vanished
 VARIANTS = ("hamu-q", "hamu-u")
 BRANCHES = ("zero_forget_grad", "infeasible", "direct", "colinear", "rectified")
 # The caller's names of (g_r', g_f') per variant, so error messages name the input field.
@@ -61,6 +61,23 @@ class HamuSolution:
         holds for the per-tensor problem, and this difference as ``kappa_margin``.
         """
         return self.kappa2 - self.kappa
+
+
+def vanishes(norm):
+    """Whether a gradient of this norm counts as zero: ‖g‖² < EPS, the spec's zero_forget_grad test.
+
+    The one zero-norm rule of the core (elementwise on a tensor of norms): the solver's
+    branch, its cos θ_rf and the per-sample cosines of ``evaluation.hardness`` all ask it,
+    so a gradient the solver treats as vanished never gets a cosine elsewhere.
+    """
+    return norm**2 < EPS
+
+
+def cosine(dot: float, norm_a: float, norm_b: float) -> float:
+    """dot/(‖a‖‖b‖) from precomputed parts; 0 where either vector vanishes (no direction, no angle)."""
+    if vanishes(norm_a) or vanishes(norm_b):
+        return 0.0
+    return dot / (norm_a * norm_b)
 
 
 def _check_variant(variant: str) -> None:
@@ -130,7 +147,7 @@ def solve_effective(
     gf_norm_sq = gf_norm**2
     R, B = radius, constraint
 
-    cos_rf = dot / (gr_norm * gf_norm) if gr_norm * gf_norm > EPS else 0.0
+    cos_rf = cosine(dot, gr_norm, gf_norm)
     kappa2 = stopping_threshold(gr_norm, gf_norm, R, B)
 
     def result(delta: torch.Tensor, branch: str, feasible: bool) -> HamuSolution:
@@ -144,7 +161,7 @@ def solve_effective(
         return -(R / safe_gr_norm) * gr
 
     # 1. zero_forget_grad: no direction raises the forget loss.
-    if gf_norm_sq < EPS:
+    if vanishes(gf_norm):
         if B <= EPS:
             return result(direct_step(), "direct", True)
         return result(torch.zeros_like(gr), "zero_forget_grad", False)

@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hamu_core.evaluation.target import ReferenceTarget, reference_distance
 from hamu_core.rules.registry import make_rule
 from hamu_core.rules.rule import UpdateRule
-from hamu_core.evaluation.target import ReferenceTarget, reference_distance
 from hamu_core.runs.unlearner import Batch, StepRecord, UnlearningRun, stop_rules
 
 Spec = tuple[str, UpdateRule] | tuple[str, str, dict]
@@ -80,10 +80,6 @@ class Comparison:
     steps: int  # steps asked of each run
     stop_when: tuple[str, ...] = ()  # the stop rules every run was held to (none: every run took every step)
 
-    def ranked(self, reference: Mapping[str, float]) -> pd.DataFrame:
-        """``finals`` ranked by distance to the retrain reference's point (``rank_by_reference``)."""
-        return rank_by_reference(self.finals, reference)
-
 
 def _require(points: pd.DataFrame, columns: Sequence[str]) -> None:
     missing = [c for c in columns if c not in points.columns]
@@ -122,7 +118,7 @@ def merge_identical(points: pd.DataFrame, columns: Sequence[str] = ACCURACIES) -
 def _digest(retain: Batch, forget: Batch) -> str:
     h = hashlib.sha1()
     for t in (*retain, *forget):
-        h.update(t.contiguous().numpy().tobytes())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())  # batches live on the model's device
     return h.hexdigest()[:16]
 
 

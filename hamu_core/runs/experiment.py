@@ -11,28 +11,41 @@ started in the browser, and its stored record can be reopened by either.
 from __future__ import annotations
 
 import functools
-from datetime import datetime
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import nn
 
-from hamu_core.data.builtin import BUILTIN_DATASETS
-from hamu_core.models.checkpoint import cached_train, ids_hash
 from hamu_core.config import DEFAULTS
+from hamu_core.data.builtin import BUILTIN_DATASETS
 from hamu_core.data.labelled import LabelledData
-from hamu_core.rules.registry import METHODS, make_rule
+from hamu_core.data.selection import (
+    ListedIds,
+    describe_selection,
+    select_class,
+    select_listed,
+    select_random,
+    select_rho_mix,
+    validate_forget_set,
+)
+from hamu_core.data.uploads import check_file_size, display_name, load_upload
 from hamu_core.evaluation.metrics import SPLITS, Evaluation, evaluate, verdict
-from hamu_core.models.architectures import ModelConfig, model_fingerprint
 from hamu_core.evaluation.report import Report, build_report
-from hamu_core.data.selection import (ListedIds, describe_selection, select_class, select_listed, select_random,
-                                 select_rho_mix, validate_forget_set)
-from hamu_core.runs.store import RunStore, StoredRun, StoredRunRecorder
-from hamu_core.models.training import Progress, TrainConfig, retain_ids
 from hamu_core.evaluation.target import ReferenceTarget, measured_splits, reference_distance
+from hamu_core.models.architectures import ModelConfig, model_fingerprint
+from hamu_core.models.checkpoint import cached_train, ids_hash
+from hamu_core.models.device import resolve_device
+from hamu_core.models.imported import load_model_file
+from hamu_core.models.training import Progress, TrainConfig, retain_ids
+from hamu_core.rules.registry import METHODS, make_rule
+from hamu_core.runs.store import RunStore, StoredRun, StoredRunRecorder
 from hamu_core.runs.unlearner import DEFAULT_STOP, Stop, UnlearningRun, stop_rules
-from hamu_core.data.uploads import load_upload
+
+if TYPE_CHECKING:
+    from hamu_core.runs.distributed import DataParallel
 
 FORGET_KINDS = ("class", "random", "rho", "ids")
 CHECKPOINT_EVERY = 25  # a resume replays ≤ 24 steps (~0.15 s on digits); every 10 cost 6% of a step (bench_store)
@@ -100,6 +113,8 @@ class ExperimentSpec:
     settings: tuple[tuple[str, object], ...] = ()  # (name, value) overriding DEFAULTS.method_settings(method)
     seed: int = DEFAULTS.seed  # seeds the run's batches
     retain_batch_size: int = DEFAULTS.retain_batch_size
+    device: str = "auto"  # where models train and runs step: "auto" (CUDA if present), "cpu", "cuda" or "cuda:N"
+    model_file: str | None = None  # own model as the original: .safetensors of ``model``'s arch, or a .pt2 export
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -109,6 +124,7 @@ class ExperimentSpec:
         if self.retain_batch_size < 1:
             raise ValueError(f"retain_batch_size must be >= 1, got {self.retain_batch_size}")
         make_rule(self.method, **self.rule_settings())  # a bad setting fails here, naming the field
+        resolve_device(self.device)  # an unknown device, or a GPU that is not there, fails here too
 
     def rule_settings(self) -> dict:
         """The Studio's defaults for the method overlaid with this spec's settings (as the session does)."""
@@ -123,6 +139,7 @@ def load_dataset(dataset: str, data_file: str | None = None) -> LabelledData:
     path = Path(data_file)
     if not path.is_file():
         raise FileNotFoundError(f"no data file at {path}")
+    check_file_size(path.stat().st_size, display_name(path.name))  # never read a file too large to load
     return load_upload(path.read_bytes(), path.name)
 
 
@@ -137,17 +154,25 @@ class Prepared:
 
 
 def prepare(spec: ExperimentSpec, *, with_retrain: bool = True, progress: Progress | None = None) -> Prepared:
-    """Load data, choose the forget set and get both models from the disk cache (training if absent)."""
+    """Load data, choose the forget set and get both models from the disk cache (training if absent).
+
+    With ``spec.model_file`` the original is that file's model, checked against the data, and
+    there is no retrain reference: the Studio does not know how the model was trained.
+    """
     data = load_dataset(spec.dataset, spec.data_file)
     forget_ids = spec.forget.select(data)
-    original = cached_train(data, None, spec.model, spec.train, "original", progress)
-    retrain = cached_train(data, forget_ids, spec.model, spec.train, "retrain", progress) if with_retrain else None
+    if spec.model_file is not None:
+        own = load_model_file(spec.model_file, data, spec.model, device=spec.device)
+        return Prepared(data, forget_ids, own.model, None)
+    original = cached_train(data, None, spec.model, spec.train, "original", progress, device=spec.device)
+    retrain = (cached_train(data, forget_ids, spec.model, spec.train, "retrain", progress, device=spec.device)
+               if with_retrain else None)
     return Prepared(data, forget_ids, original, retrain)
 
 
 def unlearning_run(data: LabelledData, model: nn.Module, forget_ids: np.ndarray, method: str, settings: dict,
                    *, seed: int, retain_batch_size: int = DEFAULTS.retain_batch_size,
-                   reference: nn.Module | None = None) -> UnlearningRun:
+                   reference: nn.Module | None = None, data_parallel: DataParallel | None = None) -> UnlearningRun:
     """The run the Studio's Unlearn page builds: retain = training ids minus forget ids, whole forget set per step.
 
     The run measures itself on the seeded probe of ``target.measured_splits`` after every
@@ -159,7 +184,7 @@ def unlearning_run(data: LabelledData, model: nn.Module, forget_ids: np.ndarray,
     target = None if reference is None else ReferenceTarget(reference, model, probe)
     return UnlearningRun(make_rule(method, **settings), model=model, retain=data.tensors(retain),
                          forget=data.tensors(forget_ids), seed=seed, retain_batch_size=retain_batch_size,
-                         target=target, probe=probe)
+                         target=target, probe=probe, data_parallel=data_parallel)
 
 
 def dataset_record(spec: ExperimentSpec, prepared: Prepared) -> dict:
@@ -172,6 +197,7 @@ def dataset_record(spec: ExperimentSpec, prepared: Prepared) -> dict:
     return {"name": data.name, "source": spec.data_file or f"builtin:{spec.dataset}",
             "upload": Path(spec.data_file).name if spec.data_file else None, "fingerprint": data.fingerprint(),
             "model": asdict(spec.model), "train": asdict(spec.train), "model_fingerprint": model_fingerprint(prepared.original),
+            "model_file": Path(spec.model_file).name if spec.model_file else None,
             "forget_rule": spec.forget.describe(), "forget_hash": ids_hash(prepared.forget_ids),
             "forget_class_mix": describe_selection(data, prepared.forget_ids).class_mix}
 
@@ -201,7 +227,7 @@ class Outcome:
 
 def execute(spec: ExperimentSpec, store: RunStore, *, steps: int, stop_when=DEFAULT_STOP,
             with_eval: bool = True, label: str = "", request_ref: str = "",
-            progress: Progress | None = None) -> Outcome:
+            progress: Progress | None = None, data_parallel: DataParallel | None = None) -> Outcome:
     """Run ``spec`` for up to ``steps`` steps under the stop rules ``stop_when``, storing each step, then evaluate.
 
     The retrain reference is loaded (trained once, disk-cached) whenever the evaluation or
@@ -210,13 +236,18 @@ def execute(spec: ExperimentSpec, store: RunStore, *, steps: int, stop_when=DEFA
     is stored with the last step as ``{"evaluation", "verdict", "reported_step", "stop"}``,
     which ``stored_report`` reads. Every step's measurement is stored with the step itself.
     ``label`` and ``request_ref`` (ticket id, requester) are stored with the run and reported.
+    With ``data_parallel`` this process is one rank of a run whose steps are computed across
+    processes (``hamu_core.runs.distributed.run_on_ranks``).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     rules = stop_rules(stop_when)
     prepared = prepare(spec, with_retrain=with_eval or "reached_reference" in rules, progress=progress)
+    if prepared.retrain is None:  # an own model has no reference to reach
+        rules = tuple(rule for rule in rules if rule != "reached_reference")
     run = unlearning_run(prepared.data, prepared.original, prepared.forget_ids, spec.method, spec.rule_settings(),
-                         seed=spec.seed, retain_batch_size=spec.retain_batch_size, reference=prepared.retrain)
+                         seed=spec.seed, retain_batch_size=spec.retain_batch_size, reference=prepared.retrain,
+                         data_parallel=data_parallel)
     recorder = StoredRunRecorder.start(store, run, dataset=dataset_record(spec, prepared),
                                        forget_ids=prepared.forget_ids, label=label, request_ref=request_ref,
                                        checkpoint_every=CHECKPOINT_EVERY)

@@ -23,16 +23,16 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from hamu_core.models.checkpoint import cached_train
 from hamu_core.config import DEFAULTS
 from hamu_core.data.labelled import LabelledData
-from hamu_core.runs.experiment import ForgetChoice
-from hamu_core.rules.registry import make_rule
 from hamu_core.evaluation.metrics import sample_outputs
-from hamu_core.models.architectures import ModelConfig
-from hamu_core.evaluation.report import json_safe
 from hamu_core.evaluation.target import ReferenceTarget, measured_splits, reference_distance
+from hamu_core.jsonable import to_jsonable
+from hamu_core.models.architectures import ModelConfig
+from hamu_core.models.checkpoint import cached_train
 from hamu_core.models.training import Progress, TrainConfig, retain_ids
+from hamu_core.rules.registry import make_rule
+from hamu_core.runs.experiment import ForgetChoice
 from hamu_core.runs.unlearner import DEFAULT_STOP, UnlearningRun, stop_rules
 
 REQUEST_WORDS = "class CLASS | random FRACTION [SEED] | rho CLASS RHO [SEED] | ids FILE | ids ID ID ..."
@@ -141,7 +141,7 @@ class Ledger:
 
     def to_dict(self) -> dict:
         """JSON-safe: settings and every entry (forget ids included)."""
-        return json_safe({"settings": self.settings, "entries": [asdict(e) for e in self.entries]})
+        return to_jsonable({"settings": self.settings, "entries": [asdict(e) for e in self.entries]})
 
 
 def _accuracies(model: nn.Module, data: LabelledData, own: np.ndarray, union: np.ndarray) -> dict[str, float]:

@@ -29,11 +29,20 @@ import pandas as pd
 import torch
 from torch import nn
 
+from hamu_core.evaluation.target import Probe, ReferenceTarget
 from hamu_core.models.checkpoint import data_dir
 from hamu_core.rules.registry import make_rule
-from hamu_core.runs.store_schema import (STATUSES, Database, StoreError, dumps, from_blob, now, to_blob,
-                                    writer_alive, writer_token)
-from hamu_core.evaluation.target import Probe, ReferenceTarget
+from hamu_core.runs.store_schema import (
+    STATUSES,
+    Database,
+    StoreError,
+    dumps,
+    from_blob,
+    now,
+    to_blob,
+    writer_alive,
+    writer_token,
+)
 from hamu_core.runs.unlearner import DEFAULT_STOP, Batch, StepRecord, UnlearningRun
 
 __all__ = ["ReplayMismatch", "ResumePoint", "RunStore", "StoreError", "StoredRun", "StoredRunRecorder",
@@ -93,6 +102,15 @@ class ResumePoint:
     step: int  # steps the checkpoint covers (0 when there is none)
     state_dict: dict[str, torch.Tensor] | None  # weights after ``step`` steps; None: start from the base model
     remaining: tuple[dict, ...]  # stored records of steps step+1..n, to replay and check
+
+
+def _rule_settings(stored: dict) -> dict:
+    """Stored settings as ``make_rule`` takes them today.
+
+    Runs stored before HAMU-Q and HAMU-U became two classes carry a "variant" equal to their
+    method; it is implied by the method now, so it is dropped rather than refused.
+    """
+    return {k: v for k, v in stored.items() if k != "variant"}
 
 
 class RunStore:
@@ -281,8 +299,8 @@ class RunStore:
         evaluations = self._db.read("SELECT step, metrics FROM evaluations WHERE run_id = ? ORDER BY step", (run_id,))
         return StoredRun(
             id=rid, created=created, updated=updated, status=status, label=label,
-            settings=json.loads(settings), dataset=json.loads(dataset), forget_ids=tuple(json.loads(forget_ids)),
-            seed=seed, retain_batch_size=rbs, forget_batch_size=fbs,
+            settings=_rule_settings(json.loads(settings)), dataset=json.loads(dataset),
+            forget_ids=tuple(json.loads(forget_ids)), seed=seed, retain_batch_size=rbs, forget_batch_size=fbs,
             history=tuple(json.loads(r[0]) for r in history),
             evaluations=tuple({"step": step, **json.loads(m)} for step, m in evaluations),
             request_ref=ref, parent_id=parent, branch_step=branch_step,

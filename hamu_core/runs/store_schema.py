@@ -19,19 +19,20 @@ import errno
 import io
 import json
 import os
-import pickle
 import socket
 import sqlite3
 import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 import torch
+
+from hamu_core.jsonable import to_jsonable
+from hamu_core.models.checkpoint import CheckpointError, read_state_dict
 
 APP_ID = 0x48414D55  # "HAMU" in ASCII: marks the file as a HAMU Studio run store
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
@@ -237,18 +238,12 @@ class Database:
 
 def now() -> str:
     """The current time as stored: ISO 8601 in UTC, to the millisecond."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _plain(value):
-    if hasattr(value, "tolist"):  # numpy and torch scalars and arrays
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def dumps(value, *, sort_keys: bool = False) -> str:
     """Compact JSON as stored; NaN stays NaN and every float round-trips bit for bit."""
-    return json.dumps(value, separators=(",", ":"), default=_plain, sort_keys=sort_keys)
+    return json.dumps(to_jsonable(value, keep_nonfinite=True), separators=(",", ":"), sort_keys=sort_keys)
 
 
 def to_blob(state_dict: dict[str, torch.Tensor]) -> bytes:
@@ -258,14 +253,11 @@ def to_blob(state_dict: dict[str, torch.Tensor]) -> bytes:
 
 
 def from_blob(blob: bytes, where: str) -> dict[str, torch.Tensor]:
-    """A stored state dict, loaded as data only (``weights_only=True``); StoreError naming ``where``."""
+    """A stored state dict, loaded as data only (``checkpoint.read_state_dict``); StoreError naming ``where``."""
     try:
-        state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
-        raise StoreError(f"{where} is unreadable ({err})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise StoreError(f"{where} is not a state dict (a mapping of names to tensors)")
-    return state
+        return read_state_dict(io.BytesIO(blob), where)
+    except CheckpointError as err:
+        raise StoreError(str(err)) from None
 
 
 def _process_start(pid: int) -> str | None:

@@ -7,6 +7,10 @@ each, so N workers use N cores without oversubscribing them. The parent trains o
 both models once before any worker starts: workers then only read the disk cache, and
 never race to train the same model. Every worker writes its run to the one SQLite store,
 whose WAL mode and locking let several processes append at once.
+
+Where cells run is an engine: ``LocalEngine`` (the worker processes above) or
+``ray_engine.RayEngine`` (Ray tasks, on this machine or a cluster). Both take the same
+cells and yield the same summary rows, so a sweep's numbers do not depend on its engine.
 """
 
 from __future__ import annotations
@@ -14,17 +18,19 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import multiprocessing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Protocol
 
 import pandas as pd
 import torch
 
-from hamu_core.runs.compare import constraint_sweep
-from hamu_core.runs.experiment import ExperimentSpec, execute, prepare
-from hamu_core.rules.registry import METHODS
-from hamu_core.runs.store import RunStore
 from hamu_core.models.training import Progress
+from hamu_core.rules.registry import METHODS
+from hamu_core.runs.compare import constraint_sweep
+from hamu_core.runs.experiment import ExperimentSpec, Outcome, execute, prepare
+from hamu_core.runs.store import RunStore
 from hamu_core.runs.unlearner import DEFAULT_STOP, stop_rules
 
 SUMMARY_COLUMNS = ("method", "constraint", "seed", "run_id", "status", "steps", "stop", "reported_step",
@@ -63,24 +69,69 @@ def sweep_specs(base: ExperimentSpec, methods: Sequence[str], constraints: Seque
     return specs
 
 
+@dataclass(frozen=True)
+class CellJob:
+    """What every cell of one sweep shares: where runs are stored, how long they run, what is measured."""
+
+    store_path: str  # the one SQLite store of the sweep
+    steps: int  # most steps per cell
+    stop_when: tuple[str, ...]  # stop rules (``unlearner.stop_rules``)
+    with_eval: bool  # evaluate each cell's reported step against the retrain reference
+
+
+class SweepEngine(Protocol):
+    """Runs cells somewhere and yields ``(index of the spec, summary row)`` as each cell finishes."""
+
+    def run(self, specs: Sequence[ExperimentSpec], job: CellJob) -> Iterator[tuple[int, dict]]: ...
+
+
+def summary_row(spec: ExperimentSpec, outcome: Outcome, run_id: str) -> dict:
+    """A cell's row of the sweep's table: its settings, the stored run's id and the final numbers."""
+    return {"method": spec.method, "constraint": spec.rule_settings().get("constraint"), "seed": spec.seed,
+            "run_id": run_id, "status": outcome.status, "steps": outcome.steps, "stop": outcome.stop.kind,
+            "reported_step": outcome.reported_step, **{k: outcome.metrics.get(k) for k in METRIC_COLUMNS}}
+
+
 def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def run_cell(spec: ExperimentSpec, store_path: str, steps: int, stop_when: tuple[str, ...], with_eval: bool) -> dict:
+def run_cell(spec: ExperimentSpec, job: CellJob) -> dict:
     """Run one cell into the store (in a worker process) and return its summary row."""
-    with RunStore(store_path) as store:
-        outcome = execute(spec, store, steps=steps, stop_when=stop_when, with_eval=with_eval)
-    return {"method": spec.method, "constraint": spec.rule_settings().get("constraint"), "seed": spec.seed,
-            "run_id": outcome.run_id, "status": outcome.status, "steps": outcome.steps, "stop": outcome.stop.kind,
-            "reported_step": outcome.reported_step, **{k: outcome.metrics.get(k) for k in METRIC_COLUMNS}}
+    with RunStore(job.store_path) as store:
+        outcome = execute(spec, store, steps=job.steps, stop_when=job.stop_when, with_eval=job.with_eval)
+    return summary_row(spec, outcome, outcome.run_id)
+
+
+@dataclass(frozen=True)
+class LocalEngine:
+    """``workers`` spawned processes of one torch thread each on this machine, each writing its cell to the store."""
+
+    workers: int = 1  # worker processes
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+    def run(self, specs: Sequence[ExperimentSpec], job: CellJob) -> Iterator[tuple[int, dict]]:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_one_thread) as pool:
+            futures = {pool.submit(run_cell, spec, job): i for i, spec in enumerate(specs)}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
 
 
 def run_sweep(specs: Sequence[ExperimentSpec], store_path: str, *, steps: int, stop_when=DEFAULT_STOP,
-              workers: int = 1, with_eval: bool = True, progress: Progress | None = None) -> pd.DataFrame:
-    """Run every spec as its own stored run on ``workers`` processes; one summary row per spec, in order."""
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+              workers: int = 1, engine: SweepEngine | None = None, with_eval: bool = True,
+              progress: Progress | None = None) -> pd.DataFrame:
+    """Run every spec as its own stored run; one summary row per spec, in order.
+
+    ``engine`` says where the cells run (None: ``LocalEngine(workers)``). The models are
+    trained or loaded here first, once per data and forget set, so no two cells race to train them.
+    """
+    if engine is not None and workers != 1:
+        raise ValueError("workers is the local engine's setting: give it to LocalEngine, or leave it at 1")
+    engine = LocalEngine(workers) if engine is None else engine
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if not specs:
@@ -90,12 +141,9 @@ def run_sweep(specs: Sequence[ExperimentSpec], store_path: str, *, steps: int, s
         # fill the model cache once, here
         prepare(spec, with_retrain=with_eval or "reached_reference" in rules, progress=progress)
     rows: list[dict | None] = [None] * len(specs)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_one_thread) as pool:
-        futures = {pool.submit(run_cell, spec, str(store_path), steps, rules, with_eval): i
-                   for i, spec in enumerate(specs)}
-        for done, future in enumerate(as_completed(futures), start=1):
-            rows[futures[future]] = future.result()
-            if progress is not None:
-                progress(done / len(specs), f"sweep: {done} of {len(specs)} runs")
+    job = CellJob(str(store_path), steps, rules, with_eval)
+    for done, (index, row) in enumerate(engine.run(specs, job), start=1):
+        rows[index] = row
+        if progress is not None:
+            progress(done / len(specs), f"sweep: {done} of {len(specs)} runs")
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))

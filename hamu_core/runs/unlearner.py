@@ -16,15 +16,28 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hamu_core.evaluation.hardness import tensor_cosines
+from hamu_core.evaluation.target import (
+    Measurement,
+    Probe,
+    ReferenceTarget,
+    Standing,
+    measure_detail,
+    reference_distance,
+)
+from hamu_core.models.device import model_device
 from hamu_core.rules import gradients as G
-from hamu_core.evaluation.hardness import cosine, tensor_cosines
 from hamu_core.rules.rule import StepInputs, UpdateRule
-from hamu_core.evaluation.target import Measurement, Probe, ReferenceTarget, Standing, measure_detail, reference_distance
+from hamu_core.rules.solver import cosine
+
+if TYPE_CHECKING:
+    from hamu_core.runs.distributed import DataParallel
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 # Rules that end a run after a step: the retrain reference is reached (also checked before the
@@ -127,6 +140,10 @@ class UnlearningRun:
     the model is measured on the probe before the first step and after every step
     (``points_``); the target adds the stop rule "reached_reference", "nothing to do" and
     the closest step.
+
+    With ``data_parallel`` (``hamu_core.runs.distributed``) this process computes only its
+    shard of each step's batches and the paired gradients and losses are summed across the
+    process group; every rank then clips, solves and applies the same step.
     """
 
     def __init__(
@@ -142,6 +159,7 @@ class UnlearningRun:
         undo_depth: int = 100,
         target: ReferenceTarget | None = None,
         probe: Probe | None = None,
+        data_parallel: DataParallel | None = None,
     ) -> None:
         for name, value in (("retain_batch_size", retain_batch_size), ("undo_depth", undo_depth)):
             if value < 1:
@@ -152,8 +170,9 @@ class UnlearningRun:
         self.seed = seed
         self.retain_batch_size = retain_batch_size
         self.forget_batch_size = forget_batch_size
-        self.retain = _check_batch("retain", retain)
-        self.forget = _check_batch("forget", forget)
+        device = model_device(model)  # the batches live where the model does, whatever device that is
+        self.retain = tuple(t.to(device) for t in _check_batch("retain", retain))
+        self.forget = tuple(t.to(device) for t in _check_batch("forget", forget))
         if self.retain[0].shape[1:] != self.forget[0].shape[1:]:
             raise ValueError("retain and forget inputs have different shapes")
         self.model_ = copy.deepcopy(model).eval()
@@ -168,6 +187,7 @@ class UnlearningRun:
         if self.probe is not None:
             self.remeasure()
         self.stop_: Stop | None = None  # why the last ``steps`` loop ended
+        self.data_parallel = data_parallel
 
     # ----- batches -------------------------------------------------------------------
     def _draw(self, data: Batch, size: int | None, step: int, stream: int) -> Batch:
@@ -200,7 +220,8 @@ class UnlearningRun:
         start = time.perf_counter()
         index = len(self.history_) + 1
         retain, forget = self.batches(index)
-        raw = G.paired_gradients(self.model_, retain, forget)
+        raw = (G.paired_gradients(self.model_, retain, forget) if self.data_parallel is None
+               else self.data_parallel.paired_gradients(self.model_, retain, forget))
         grads = G.PairedGradients(
             raw.names, G.clip(raw.retain, self.rule.clip_norm), G.clip(raw.forget, self.rule.clip_norm),
             raw.retain_loss, raw.forget_loss,
@@ -214,8 +235,7 @@ class UnlearningRun:
         with torch.no_grad():
             for p, d in zip(params, proposal.delta):
                 p.add_(d)
-            retain_after = float(F.cross_entropy(self.model_(retain[0]), retain[1]))
-            forget_after = float(F.cross_entropy(self.model_(forget[0]), forget[1]))
+            retain_after, forget_after = self._mean_loss(retain), self._mean_loss(forget)
         if not (math.isfinite(retain_after) and math.isfinite(forget_after)):
             self._restore(before)
             raise FloatingPointError(f"step {index} made the loss non-finite; it was undone (try a smaller lr)")
@@ -225,6 +245,12 @@ class UnlearningRun:
         if self.probe is not None:
             self.remeasure()
         return record
+
+    def _mean_loss(self, batch: Batch) -> float:
+        """Mean cross-entropy of the current weights on ``batch``, shard by shard when data-parallel."""
+        if self.data_parallel is not None:
+            return self.data_parallel.mean_loss(self.model_, batch)
+        return float(F.cross_entropy(self.model_(batch[0]), batch[1]))
 
     def remeasure(self) -> None:
         """Measure the current weights on the probe as point ``len(history_)`` (later points are dropped).

@@ -8,9 +8,9 @@ is that the pages show the core's results, not how well unlearning works.
 import pytest
 from test_pages import app, no_failure, studio, with_forget_class
 
+from hamu_core.config import DEFAULTS
 from hamu_core.data.builtin import load_digits_data
 from hamu_core.models.checkpoint import cached_train
-from hamu_core.config import DEFAULTS
 from hamu_core.runs.experiment import unlearning_run
 
 PAGES = ["pages/4_Compare.py", "pages/5_Inspect.py"]

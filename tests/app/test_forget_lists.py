@@ -9,8 +9,8 @@ import numpy as np
 from test_pages import app, no_failure, studio
 
 from hamu_core.data.builtin import load_digits_data
-from hamu_core.models.checkpoint import cached_train
 from hamu_core.evaluation.embedding import embed, ids_in_region
+from hamu_core.models.checkpoint import cached_train
 from hamu_ui.cache import EMBED_MAX_POINTS
 from hamu_ui.forget_set import CHART_KEY
 

@@ -6,6 +6,7 @@ process-wide, so the first test to need the trained digits model pays for it and
 relies on a cold cache.
 """
 
+import json
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,8 @@ def test_seeded_flow_forget_a_class_then_step_three_times():
     live = studio(at).live
     assert len(live.history) == 3 and len(live.points) == 4
     assert any("Trade-off path: 3 points" in m.value for m in at.markdown)
-    assert len(at.get("plotly_chart")) == 4
+    charts = json.loads(at.get("component_instance")[0].proto.json_args)["charts"]  # hamu_ui.live_charts
+    assert [json.loads(chart)["layout"]["meta"]["steps"] for chart in charts] == [3, 3, 3, 3]
     assert at.metric[0].label == "Forget accuracy"
 
 

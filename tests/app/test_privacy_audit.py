@@ -10,7 +10,6 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from hamu_core.audit.attacks import MODELS
-from hamu_ui.session import SESSION_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 600

@@ -1,10 +1,12 @@
 """End to end in a real browser: choose digits, lasso a forget set, step five times, download the report, reload.
 
 Waits are on what the app shows (Streamlit's running indicator gone, the app's own text
-present), never on sleeps. Each page is photographed into artifacts/screenshots/ and the
-current pictures are copied into assets/ for the README.
+present), never on sleeps. Each page is photographed into artifacts/screenshots/ (git-
+ignored); only with ``HAMU_UPDATE_SCREENSHOTS=1`` are the pictures also copied into assets/
+for the README, so a test run never changes the tracked tree.
 """
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -14,6 +16,14 @@ from playwright.sync_api import Page, expect
 ROOT = Path(__file__).resolve().parents[2]
 
 STEPS = 5
+LIVE_CHARTS = "iframe[title='hamu_ui.live_charts.live_charts']"
+# The step count every live chart shows (layout.meta.steps), read inside the charts' frame.
+CHART_STEPS = """() => {
+  const frame = document.querySelector("FRAME");
+  const doc = frame && frame.contentDocument;
+  return doc ? [...doc.querySelectorAll('.js-plotly-plot')].map(gd => gd._fullLayout && gd._fullLayout.meta
+                                                                   ? gd._fullLayout.meta.steps : null) : [];
+}""".replace("FRAME", LIVE_CHARTS)
 
 
 def settled(page: Page) -> None:
@@ -26,8 +36,21 @@ def snapshot(page: Page, folder, name: str) -> None:
     page.wait_for_function("() => [...document.images].every(image => image.complete)")
     path = folder / f"{name}.png"
     page.screenshot(path=str(path))
-    (ROOT / "assets").mkdir(exist_ok=True)
-    shutil.copyfile(path, ROOT / "assets" / f"screenshot-{name}.png")
+    if os.environ.get("HAMU_UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(path, ROOT / "assets" / f"screenshot-{name}.png")
+
+
+def charts_show(page: Page, steps: int, count: int = 4) -> None:
+    """Wait until ``count`` live charts are drawn and every one shows ``steps`` steps."""
+    page.wait_for_function(f"() => {{ const s = ({CHART_STEPS})(); "
+                           f"return s.length === {count} && s.every(k => k === {steps}); }}")
+
+
+def untick_stop_rules(page: Page) -> None:
+    """Turn the run-level stop rules off, so every press steps."""
+    for rule in ("Stop when the retrain reference is reached", "Stop when degradation becomes unavoidable"):
+        page.get_by_text(rule).click()
+        settled(page)
 
 
 def lasso(page: Page, chart) -> None:
@@ -67,19 +90,25 @@ def test_lasso_then_step_five_times(page: Page, studio_url, screenshot_dir):
 
     page.get_by_role("link", name="Unlearn").click()
     expect(page.get_by_text("Trade-off path: 0 points")).to_be_visible()
-    for rule in ("Stop when the retrain reference is reached", "Stop when degradation becomes unavoidable"):
-        page.get_by_text(rule).click()  # a teacher steps through: every press takes a step
-        settled(page)
+    untick_stop_rules(page)  # a teacher steps through: every press takes a step
+    charts_show(page, 0)
+    page.evaluate(f"() => document.querySelector(\"{LIVE_CHARTS}\").contentDocument"
+                  ".querySelectorAll('.js-plotly-plot').forEach(gd => {{ gd.dataset.first = 'yes'; }})")
     step = page.get_by_role("button", name="Step", exact=True)
     for k in range(1, STEPS + 1):
         step.click()
         expect(page.get_by_text(f"Trade-off path: {k} points")).to_be_visible()
+        charts_show(page, k)
+    kept = page.evaluate(f"() => [...document.querySelector(\"{LIVE_CHARTS}\").contentDocument"
+                         ".querySelectorAll('.js-plotly-plot')].filter(gd => gd.dataset.first === 'yes').length")
+    assert kept == 4  # every chart was updated in place, never drawn anew
     page.get_by_role("heading", name="Unlearn").hover()  # move the pointer off the button: no tooltip
     page.evaluate("document.activeElement && document.activeElement.blur()")
     expect(page.get_by_role("tooltip")).to_have_count(0)
     expect(page.get_by_test_id("stSidebar").get_by_text(f"HAMU-Q, {STEPS} steps")).to_be_visible()
     # the hardness diagram's latest step, in its legend
-    expect(page.locator("text.legendtext").filter(has_text=re.compile(rf"^step {STEPS}$"))).to_be_visible()
+    legend = page.frame_locator(LIVE_CHARTS).locator("text.legendtext")
+    expect(legend.filter(has_text=re.compile(rf"^step {STEPS}$"))).to_be_visible()
     snapshot(page, screenshot_dir, "unlearn")
     expect(page).to_have_url(re.compile(r"[?&]run=[0-9a-f]{32}"))
     run_id = re.search(r"run=([0-9a-f]{32})", page.url).group(1)
@@ -118,7 +147,8 @@ def test_a_random_five_percent_request_ends_with_nothing_to_do(page: Page, studi
     page.get_by_role("link", name="Unlearn").click()
     expect(page.get_by_text("Nothing to do.")).to_be_visible()
     page.get_by_role("button", name="Step", exact=True).click()
-    expect(page.get_by_text(re.compile(r"Stopped: nothing to do: on the forget set the original model already behaves like"))).to_be_visible()
+    stopped = re.compile(r"Stopped: nothing to do: on the forget set the original model already behaves like")
+    expect(page.get_by_text(stopped)).to_be_visible()
     expect(page.get_by_text("Trade-off path: 0 points")).to_be_visible()
 
     page.get_by_role("link", name="Report").click()
@@ -178,3 +208,29 @@ def test_two_requests_in_sequence_then_the_report_lists_both(page: Page, studio_
         page.get_by_role("button", name="Report (HTML)").click()
     html = Path(info.value.path()).read_text(encoding="utf-8")
     assert "Request ledger" in html and "<td>class 3</td>" in html and "<td>random 0.05</td>" in html
+
+
+def test_run_n_redraws_as_it_goes_and_pause_ends_it(page: Page, studio_url):
+    """Run N shows its progress and moves the charts while it runs; Pause ends it short of N."""
+    page.goto(studio_url)
+    expect(page.get_by_text("Original model ready")).to_be_visible()
+    page.get_by_role("link", name="Forget set").click()
+    page.locator(".st-key-forget-class-replace button").click()  # the Class tab's first class
+    expect(page.get_by_role("heading", name=re.compile(r"^Forget set: [1-9]\d* samples$"))).to_be_visible()
+    page.get_by_role("link", name="Unlearn").click()
+    expect(page.get_by_text("Trade-off path: 0 points")).to_be_visible()
+    untick_stop_rules(page)
+    charts_show(page, 0)
+    page.locator(".st-key-unlearn-n input").fill("300")
+    page.locator(".st-key-unlearn-n input").press("Enter")
+    settled(page)
+    page.get_by_role("button", name="Run 300").click()
+    expect(page.get_by_test_id("stProgress")).to_be_visible()
+    page.wait_for_function(f"() => {{ const s = ({CHART_STEPS})(); "
+                           "return s.length === 4 && s.every(k => k > 0 && k < 300); }")
+    page.get_by_role("button", name="Pause").click()
+    expect(page.get_by_role("button", name="Play", exact=True)).to_be_visible()
+    settled(page)
+    shown = page.evaluate(CHART_STEPS)
+    assert len(set(shown)) == 1 and 0 < shown[0] < 300, shown
+    expect(page.get_by_text(f"Trade-off path: {shown[0]} points")).to_be_visible()

@@ -26,13 +26,13 @@ from sklearn.metrics import roc_auc_score
 from hamu_core.audit import attack_scores as S
 from hamu_core.audit.attack_verdict import exposure_sentence
 from hamu_core.audit.attacks import ATTACKS, MODELS, audit, members_view, unlearn_shadows
+from hamu_core.audit.shadows import build_bank
 from hamu_core.data.labelled import LabelledData
-from hamu_core.runs.experiment import unlearning_run
-from hamu_core.models.architectures import ModelConfig
 from hamu_core.evaluation.privacy import Estimate
 from hamu_core.evaluation.roc import resolved, roc_auc, roc_curve, tpr_at_fpr
-from hamu_core.audit.shadows import build_bank
+from hamu_core.models.architectures import ModelConfig
 from hamu_core.models.training import TrainConfig, retain_ids, train_model
+from hamu_core.runs.experiment import unlearning_run
 
 PLANTED_MODEL = ModelConfig(hidden=(256,))
 PLANTED_RECIPE = TrainConfig(epochs=60, lr=5e-3, batch_size=64)

@@ -17,7 +17,7 @@ from hamu_core.rules.registry import METHODS, make_rule
 from hamu_core.rules.rule import StepInputs
 
 LR = 0.1
-BASELINES = sorted(m for m, cls in METHODS.items() if cls is not HamuUpdate)
+BASELINES = sorted(m for m, cls in METHODS.items() if not issubclass(cls, HamuUpdate))
 
 
 def flat(grads) -> torch.Tensor:

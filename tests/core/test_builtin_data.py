@@ -9,9 +9,10 @@ import pytest
 
 from hamu_core.data.builtin import (
     BUILTIN_DATASETS,
-    DatasetUnavailable,
     FASHION_ROOT,
+    DatasetUnavailable,
     available_datasets,
+    encoder_available,
     fashion_mnist_available,
     fashion_mnist_missing,
     load_digits_data,
@@ -90,11 +91,12 @@ def test_rotten_tomatoes_is_tfidf_text():
 
 
 def test_registry_and_availability():
-    assert list(BUILTIN_DATASETS) == ["digits", "mnist-5k", "fashion-mnist", "rotten-tomatoes"]
+    assert list(BUILTIN_DATASETS) == ["digits", "mnist-5k", "fashion-mnist", "rotten-tomatoes", "rotten-tomatoes-minilm"]
     reasons = available_datasets()
     assert set(reasons) == set(BUILTIN_DATASETS)
     assert reasons["digits"] is None and reasons["mnist-5k"] is None and reasons["rotten-tomatoes"] is None
     assert (reasons["fashion-mnist"] is None) == fashion_mnist_available(FASHION_ROOT)
+    assert (reasons["rotten-tomatoes-minilm"] is None) == encoder_available()
 
 
 def write_idx(path, header: bytes, payload: bytes) -> None:

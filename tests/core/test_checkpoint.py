@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from hamu_core.data.builtin import load_digits_data
+from hamu_core.models.architectures import ModelConfig, build_model, model_fingerprint
 from hamu_core.models.checkpoint import (
     CheckpointError,
     cache_key,
@@ -16,7 +17,6 @@ from hamu_core.models.checkpoint import (
     load_state_dict,
     save_state_dict,
 )
-from hamu_core.models.architectures import ModelConfig, build_model, model_fingerprint
 from hamu_core.models.training import TrainConfig
 
 DATA = load_digits_data()
@@ -83,7 +83,7 @@ def test_cached_train_trains_once_then_loads(tmp_path, monkeypatch):
     messages = []
     first = cached_train(DATA, FORGET, ModelConfig(), QUICK, "retrain", lambda f, m: messages.append(m))
     files = list((tmp_path / "models").iterdir())
-    assert len(files) == 1 and files[0].name.startswith("digits-retrain-")
+    assert len(files) == 1 and files[0].name.startswith("retrain-")
     second = cached_train(DATA, FORGET, ModelConfig(), QUICK, "retrain", lambda f, m: messages.append(m))
     assert messages[-1] == "retrain: loaded from cache" and messages[0].startswith("epoch 1/1")
     assert model_fingerprint(first) == model_fingerprint(second)

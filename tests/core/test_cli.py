@@ -1,12 +1,15 @@
-"""The command line through real subprocesses: help, train → run → report, bad arguments, a
-parallel sweep, and a stored CLI run replayed to the same history.
+"""The command line: help, train → run → report, bad arguments, a parallel sweep, and a stored
+CLI run replayed to the same history.
 
-Digits with a 2-epoch recipe keeps every model small; models and runs live in a temporary
-HAMU_DATA_DIR shared by this module, so the models are trained once.
+Commands run in-process through ``main(argv)`` (``tests/cli_in_process.py``); one smoke test
+starts a real ``python -m hamu_core``. Digits with a 2-epoch recipe keeps every model small;
+models and runs live in a temporary HAMU_DATA_DIR shared by this module, so the models are
+trained once.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -17,10 +20,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hamu_core.runs.experiment import ExperimentSpec, ForgetChoice, prepare, stored_report
 from hamu_core.models.architectures import ModelConfig
-from hamu_core.runs.store import RunStore, replay_run
 from hamu_core.models.training import TrainConfig
+from hamu_core.runs.experiment import ExperimentSpec, ForgetChoice, prepare, stored_report
+from hamu_core.runs.store import RunStore, replay_run
+from tests.cli_in_process import Called
+from tests.cli_in_process import run_cli as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ["--dataset", "digits", "--epochs", "2", "--forget-class", "3"]
@@ -31,24 +36,26 @@ def home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("hamu-cli")
 
 
-def cli(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HAMU_DATA_DIR": str(home), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "hamu_core", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
-
-
 @pytest.fixture(scope="module")
-def trained(home) -> subprocess.CompletedProcess:
+def trained(home) -> Called:
     return cli(home, "train", *RECIPE)
 
 
 @pytest.fixture(scope="module")
-def stored_run(home, trained) -> tuple[str, subprocess.CompletedProcess]:
+def stored_run(home, trained) -> tuple[str, Called]:
     done = cli(home, "run", *RECIPE, "--method", "hamu-q", "--steps", "12", "--seed", "2", "--set", "constraint=0.01",
                "--until", "none", "--quiet", "--label", "class 0 erasure", "--request-ref", "DSR-2026-118, J. Smith")
     assert done.returncode == 0, done.stderr
     run_id = next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("run_id:"))
     return run_id, done
+
+
+def test_python_m_hamu_core_answers_help_in_a_real_process(home):
+    """The one subprocess: the module entry point itself, as a user starts it."""
+    env = {**os.environ, "HAMU_DATA_DIR": str(home), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "hamu_core", "--help"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and "examples:" in done.stdout and done.stderr == ""
 
 
 def test_help_names_every_verb_with_examples(home):
@@ -60,10 +67,32 @@ def test_help_names_every_verb_with_examples(home):
     assert run_help.returncode == 0 and "--forget-class" in run_help.stdout and "hamu-q" in run_help.stdout
 
 
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_a_bar_on_a_terminal_only_and_never_on_stdout(monkeypatch, capsys):
+    from hamu_core.cli import ProgressBar
+
+    shown = {}
+    for name, stderr, enabled in (("terminal", Terminal(), True), ("quiet", Terminal(), False),
+                                  ("piped", io.StringIO(), True)):
+        monkeypatch.setattr(sys, "stderr", stderr)
+        bar = ProgressBar(enabled)
+        for k in range(5):
+            bar(k / 4, f"epoch {k + 1}/5")
+        shown[name] = stderr.getvalue()
+    assert "100%|" in shown["terminal"] and "epoch 5/5" in shown["terminal"]
+    assert shown["quiet"] == shown["piped"] == "" and capsys.readouterr().out == ""
+
+
 def test_train_reports_both_models(trained, home):
     assert trained.returncode == 0, trained.stderr
     assert "original" in trained.stdout and "retrain" in trained.stdout
-    assert len(list((home / "models").glob("digits-*.pt"))) == 2
+    assert [len(list((home / "models").glob(f"{role}-*.pt"))) for role in ("original", "retrain")] == [1, 1]
 
 
 def test_run_is_stored_with_every_step_and_an_evaluation(stored_run, home):

@@ -1,4 +1,4 @@
-"""The ``shadows`` and ``audit`` verbs through real subprocesses, on digits with a 2-epoch recipe and 4 shadows.
+"""The ``shadows`` and ``audit`` verbs, called in-process, on digits with a 2-epoch recipe and 4 shadows.
 
 The bank is built ahead by ``shadows`` and must be reused by ``audit``; a stored run is reopened
 at its reported step; every attack × model line parses; ``--json`` holds per-sample scores; bad
@@ -8,17 +8,15 @@ input ends with one line and exit code 2.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from hamu_core.runs.store import RunStore
+from tests.cli_in_process import Called
+from tests.cli_in_process import run_cli as cli
 
-ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ["--dataset", "digits", "--epochs", "2"]
 LINE = re.compile(r"^\s+(\w+)\s+(original|current|retrain)\s+AUC (\S+) \[(\S+), (\S+)\]\s+"
                   r"TPR@0\.1% (\S+) \[(\S+), (\S+)\]\s+TPR@1% (\S+) \[(\S+), (\S+)\]$")
@@ -29,14 +27,8 @@ def home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("hamu-audit")
 
 
-def cli(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HAMU_DATA_DIR": str(home), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "hamu_core", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
-
-
 @pytest.fixture(scope="module")
-def bank(home) -> subprocess.CompletedProcess:
+def bank(home) -> Called:
     return cli(home, "shadows", *RECIPE, "--shadows", "4", "--quiet")
 
 

@@ -18,9 +18,16 @@ from hypothesis import strategies as st
 from sklearn.datasets import load_digits
 from torch import nn
 
-from hamu_core.runs.compare import (ACCURACIES, STATUSES, TRAJECTORY_COLUMNS, compare_methods, constraint_sweep,
-                                merge_identical, rank_by_reference)
 from hamu_core.rules.registry import make_rule
+from hamu_core.runs.compare import (
+    ACCURACIES,
+    STATUSES,
+    TRAJECTORY_COLUMNS,
+    compare_methods,
+    constraint_sweep,
+    merge_identical,
+    rank_by_reference,
+)
 from hamu_core.runs.unlearner import UnlearningRun
 
 STEPS = 5

@@ -17,13 +17,23 @@ import pandas as pd
 import pytest
 import torch
 
+from hamu_core.audit.durability import (
+    FLOAT_BITS,
+    MODES,
+    attack_samples,
+    comes_back,
+    difference_interval,
+    durability_reading,
+    quantization_table,
+    quantize,
+    quantize_tensor,
+    relearning_curves,
+    reverts,
+)
 from hamu_core.data.builtin import load_digits_data
-from hamu_core.audit.durability import (FLOAT_BITS, MODES, attack_samples, comes_back, difference_interval,
-                                  durability_reading, quantization_table, quantize, quantize_tensor,
-                                  relearning_curves, reverts)
-from hamu_core.models.architectures import ModelConfig, build_model
 from hamu_core.data.selection import select_class
 from hamu_core.evaluation.target import per_sample
+from hamu_core.models.architectures import ModelConfig, build_model
 from hamu_core.models.training import TrainConfig, retain_ids, train_model
 
 

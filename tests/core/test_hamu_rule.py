@@ -1,4 +1,4 @@
-"""HAMU on a whole model (HAMU_SPEC "Per-tensor and full-gradient modes"): ``HamuUpdate``.
+"""HAMU on a whole model (HAMU_SPEC "Per-tensor and full-gradient modes"): ``HamuQ`` and ``HamuU``.
 
 Full-gradient mode is checked against ``hamu_update`` on the concatenated gradient (one
 global problem) and for the global guarantees; per-tensor mode against ``hamu_update`` per
@@ -22,7 +22,7 @@ from torch import nn
 
 from hamu_core import hamu_update
 from hamu_core.rules.gradients import PairedGradients, paired_gradients, trainable_parameters
-from hamu_core.rules.hamu import INFEASIBLE_STEPS, MODES, HamuUpdate, constraint_split
+from hamu_core.rules.hamu import HAMU_RULES, INFEASIBLE_STEPS, MODES, HamuQ, HamuU, HamuUpdate, constraint_split
 from hamu_core.rules.rule import StepInputs
 
 EPS = 1e-12
@@ -99,7 +99,7 @@ def expected_budgets(c, a, B: float, split: str) -> np.ndarray:
 )
 def test_full_mode_is_the_global_problem(seed, variant, B, radius, lr, dtype, infeasible_step):
     grads = random_grads(seed, dtype=dtype)
-    rule = HamuUpdate(variant=variant, constraint=B, radius=radius, lr=lr, mode="full", clip_norm=None,
+    rule = HAMU_RULES[variant](constraint=B, radius=radius, lr=lr, mode="full", clip_norm=None,
                       infeasible_step=infeasible_step)
     step = rule.propose(inputs_for(grads))
     c, a = effective(grads, variant)
@@ -135,7 +135,7 @@ def test_full_mode_normalises_orthogonal_part_globally():
     grads = PairedGradients(("weight", "bias"), gr, gf, 1.0, 1.0)
     batch = (torch.zeros(1, 3), torch.zeros(1, dtype=torch.long))
     R, B = 1.0, 0.1
-    rule = HamuUpdate(constraint=B, radius=R, mode="full", clip_norm=None)
+    rule = HamuQ(constraint=B, radius=R, mode="full", clip_norm=None)
     step = rule.propose(StepInputs(model, model, batch, batch, grads))
     assert step.info["branch"] == "rectified"
     assert global_norm(step.delta) == pytest.approx(R, rel=1e-6)  # the rectified step uses the whole radius
@@ -155,7 +155,7 @@ def test_full_mode_on_real_model_gradients():
     grads = paired_gradients(MODEL, retain, forget)
     R = 0.1
     B = 0.5 * R * global_norm(grads.forget)  # feasible: half the largest achievable gain
-    rule = HamuUpdate(constraint=B, radius=R, mode="full", clip_norm=None)
+    rule = HamuQ(constraint=B, radius=R, mode="full", clip_norm=None)
     step = rule.propose(StepInputs(MODEL, MODEL, retain, forget, grads))
     d = flat(step.delta)
     assert step.info["feasible"]
@@ -176,7 +176,7 @@ def test_full_mode_on_real_model_gradients():
 )
 def test_per_tensor_mode_solves_each_tensor(seed, variant, split, B, radius, lr, r_scales, f_scales, infeasible_step):
     grads = random_grads(seed, r_scales, f_scales, dtype=torch.float64)
-    rule = HamuUpdate(variant=variant, constraint=B, radius=radius, lr=lr, split=split, clip_norm=None,
+    rule = HAMU_RULES[variant](constraint=B, radius=radius, lr=lr, split=split, clip_norm=None,
                       infeasible_step=infeasible_step)
     step = rule.propose(inputs_for(grads))
     c, a = effective(grads, variant)
@@ -235,7 +235,7 @@ def test_equal_split_and_all_zero_norm_products():
     assert constraint_split(grads.retain, grads.forget, 1.0, "equal") == [0.25] * 4
     # Every ‖g_r,i‖‖g_f,i‖ is zero: the constraint is still split (equally), never dropped.
     assert constraint_split(grads.retain, grads.forget, 1.0, "norm_product") == [0.25] * 4
-    step = HamuUpdate(constraint=1.0, radius=1.0, split="norm_product", clip_norm=None).propose(inputs_for(grads))
+    step = HamuQ(constraint=1.0, radius=1.0, split="norm_product", clip_norm=None).propose(inputs_for(grads))
     # Tensors without a forget gradient cannot gain their share: flagged, not silently "feasible".
     assert not step.info["feasible"] and step.info["branch_counts"]["zero_forget_grad"] == 2
 
@@ -250,7 +250,7 @@ def test_lr_radius_norm_product_infeasible_iff_sum_below_ratio(seed, variant, B,
     grads = random_grads(seed, r_scales, f_scales, dtype=torch.float64)
     total = math.fsum(float(r.norm() * f.norm()) for r, f in zip(grads.retain, grads.forget))
     assume(abs(total - B / lr) > 1e-9 * (total + B / lr))
-    rule = HamuUpdate(variant=variant, constraint=B, lr=lr, split="norm_product", clip_norm=None)
+    rule = HAMU_RULES[variant](constraint=B, lr=lr, split="norm_product", clip_norm=None)
     step = rule.propose(inputs_for(grads))
     assert step.info["feasible"] == (total >= B / lr)
 
@@ -310,7 +310,7 @@ def test_capped_step_is_the_best_step_inside_the_radius(seed, variant, mode, rad
     R_full = radius if radius is not None else lr * global_norm(c)
     # More than any step inside the radius can gain, for every tensor's equal share and globally.
     B = excess * max(4 * max(Ri * float(ai.norm()) for Ri, ai in zip(radii, a)), R_full * global_norm(a))
-    rule = HamuUpdate(variant=variant, constraint=B, radius=radius, lr=lr, mode=mode, split="equal", clip_norm=None)
+    rule = HAMU_RULES[variant](constraint=B, radius=radius, lr=lr, mode=mode, split="equal", clip_norm=None)
     step = rule.propose(inputs_for(grads))
     assert step.info["branch_counts"] == {"infeasible": 4}  # full mode: every block of the one global problem
     assert not step.info["feasible"] and step.info["capped"] and math.isnan(step.info["margin"])
@@ -347,7 +347,7 @@ def test_every_step_stays_inside_the_radius_by_default(seed, variant, mode, spli
     top of the ascent B/‖g_f'‖ (HAMU_SPEC step 5), at most ε/√ε = 1e-6 in absolute terms.
     """
     grads = random_grads(seed, r_scales, f_scales, dtype=dtype)
-    rule = HamuUpdate(variant=variant, constraint=B, radius=radius, lr=lr, mode=mode, split=split, clip_norm=None)
+    rule = HAMU_RULES[variant](constraint=B, radius=radius, lr=lr, mode=mode, split=split, clip_norm=None)
     step = rule.propose(inputs_for(grads))
     c, a = effective(grads, variant)
 
@@ -377,8 +377,8 @@ def test_exact_infeasible_step_is_the_spec_step_and_exceeds_the_radius(mode):
     """infeasible_step="exact" keeps the paper's and the reference's (B/‖g_f‖²)·g_f, longer than R."""
     grads = random_grads(11, [0.01] * 4, [0.01] * 4, dtype=torch.float64)
     settings_ = {"constraint": 1.0, "radius": 0.1, "mode": mode, "split": "equal", "clip_norm": None}
-    exact = HamuUpdate(**settings_, infeasible_step="exact").propose(inputs_for(grads))
-    capped = HamuUpdate(**settings_).propose(inputs_for(grads))
+    exact = HamuQ(**settings_, infeasible_step="exact").propose(inputs_for(grads))
+    capped = HamuQ(**settings_).propose(inputs_for(grads))
     a = grads.forget
     if mode == "full":
         expected = [g / global_norm(a) ** 2 for g in a]  # B = 1
@@ -395,7 +395,7 @@ def test_exact_infeasible_step_is_the_spec_step_and_exceeds_the_radius(mode):
 
 def test_infeasible_step_setting_is_validated():
     with pytest.raises(ValueError, match="infeasible_step"):
-        HamuUpdate(infeasible_step="shortest")
+        HamuQ(infeasible_step="shortest")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,7 +412,7 @@ def test_infeasible_step_setting_is_validated():
 def test_margin_and_flag_agree(seed, variant, mode, split, B, radius, lr, r_scales, f_scales, infeasible_step):
     """flag ⇔ feasible ∧ margin < 0, margin = −g_r'·Δ; in full mode sign(margin) = sign(κ2 − κ) off ties."""
     grads = random_grads(seed, r_scales, f_scales, dtype=torch.float64)
-    rule = HamuUpdate(variant=variant, constraint=B, radius=radius, lr=lr, mode=mode, split=split, clip_norm=None,
+    rule = HAMU_RULES[variant](constraint=B, radius=radius, lr=lr, mode=mode, split=split, clip_norm=None,
                       infeasible_step=infeasible_step)
     info = rule.propose(inputs_for(grads)).info
     c, a = effective(grads, variant)
@@ -449,7 +449,7 @@ def test_margin_is_the_best_predicted_decrease(seed, variant, mode, fraction, ra
     # A feasible share of the most a step inside the radius can gain (equal split: B_i = B/4).
     B = fraction * (4 * min(Ri * float(ai.norm()) for Ri, ai in zip(radii, a)) if mode == "per_tensor"
                     else R_full * global_norm(a))
-    rule = HamuUpdate(variant=variant, constraint=B, radius=radius, lr=lr, mode=mode, split="equal", clip_norm=None)
+    rule = HAMU_RULES[variant](constraint=B, radius=radius, lr=lr, mode=mode, split="equal", clip_norm=None)
     info = rule.propose(inputs_for(grads)).info
     assert info["feasible"]
     a_blocks = blocks_of(mode, a)
@@ -475,7 +475,7 @@ def test_per_tensor_flag_follows_the_problem_solved_not_the_global_threshold():
     gf = [torch.tensor([[0.1, 0.0], [0.0, 0.0]], dtype=torch.float64), torch.tensor([10.0, 0.0], dtype=torch.float64)]
     grads = PairedGradients(("weight", "bias"), gr, gf, 1.0, 1.0)
     batch = (torch.zeros(1, 2), torch.zeros(1, dtype=torch.long))
-    step = HamuUpdate(constraint=0.19, radius=1.0, split="equal", clip_norm=None).propose(
+    step = HamuQ(constraint=0.19, radius=1.0, split="equal", clip_norm=None).propose(
         StepInputs(model, model, batch, batch, grads))
     info = step.info
     assert info["feasible"] and info["kappa_margin"] > 0  # the global threshold says "avoidable"
@@ -493,8 +493,8 @@ def test_per_tensor_flag_follows_the_problem_solved_not_the_global_threshold():
 def test_stop_on_infeasible_refuses_with_zero_delta(mode):
     grads = random_grads(4)
     settings_ = {"constraint": 1e3, "radius": 1e-3, "mode": mode, "clip_norm": None}
-    assert HamuUpdate(**settings_).propose(inputs_for(grads)).refused is None
-    step = HamuUpdate(**settings_, stop_on_infeasible=True).propose(inputs_for(grads))
+    assert HamuQ(**settings_).propose(inputs_for(grads)).refused is None
+    step = HamuQ(**settings_, stop_on_infeasible=True).propose(inputs_for(grads))
     assert step.refused and "infeasible" in step.refused and not step.info["feasible"]
     assert all(torch.equal(d, torch.zeros_like(d)) for d in step.delta)
 
@@ -510,11 +510,11 @@ def test_stop_on_unavoidable_refuses_with_zero_delta(mode, variant):
     R = 0.1
     share = 0.9 * R * min(float(x.norm()) for x in a) if mode == "per_tensor" else 0.9 * R * global_norm(a)
     B = share * (4 if mode == "per_tensor" else 1)  # equal split: each tensor gets 0.9·R‖g_f,i'‖ at most
-    settings_ = {"variant": variant, "constraint": B, "radius": R, "mode": mode, "split": "equal", "clip_norm": None}
-    free = HamuUpdate(**settings_).propose(inputs_for(grads))
+    settings_ = {"constraint": B, "radius": R, "mode": mode, "split": "equal", "clip_norm": None}
+    free = HAMU_RULES[variant](**settings_).propose(inputs_for(grads))
     assert free.info["feasible"] and free.info["degradation_unavoidable"] and free.refused is None
     assert free.info["predicted_objective_change"] > 0
-    step = HamuUpdate(**settings_, stop_on_unavoidable=True).propose(inputs_for(grads))
+    step = HAMU_RULES[variant](**settings_, stop_on_unavoidable=True).propose(inputs_for(grads))
     assert step.refused and "unavoidable" in step.refused
     assert all(torch.equal(d, torch.zeros_like(d)) for d in step.delta)
 
@@ -524,7 +524,6 @@ def test_stop_on_unavoidable_refuses_with_zero_delta(mode, variant):
     [
         ({"mode": "blockwise"}, "mode"),
         ({"split": "proportional"}, "split"),
-        ({"variant": "hamu-x"}, "variant"),
         ({"constraint": -1.0}, "constraint"),
         ({"constraint": math.nan}, "constraint"),
         ({"radius": -0.5}, "radius"),
@@ -532,9 +531,18 @@ def test_stop_on_unavoidable_refuses_with_zero_delta(mode, variant):
         ({"clip_norm": -1.0}, "clip_norm"),
     ],
 )
-def test_invalid_settings_raise_value_error_naming_field(settings_, field):
+@pytest.mark.parametrize("rule", [HamuQ, HamuU])
+def test_invalid_settings_raise_value_error_naming_field(settings_, field, rule):
     with pytest.raises(ValueError, match=field):
-        HamuUpdate(**settings_)
+        rule(**settings_)
+
+
+def test_the_two_variants_are_two_classes_and_the_base_cannot_be_built():
+    """HAMU-Q and HAMU-U share every setting; which gradient is guaranteed is the class's, never a setting."""
+    assert HamuQ().variant == "hamu-q" and HamuU().variant == "hamu-u"
+    assert HamuQ().settings() == {**HamuU().settings(), "method": "hamu-q"}
+    with pytest.raises(TypeError):
+        HamuUpdate()
 
 
 @pytest.mark.parametrize("mode", ["per_tensor", "full"])
@@ -544,7 +552,7 @@ def test_inputs_not_mutated(mode, variant, B):
     grads = random_grads(7)
     retain, forget = [g.clone() for g in grads.retain], [g.clone() for g in grads.forget]
     weights = [p.detach().clone() for p in MODEL.parameters()]
-    step = HamuUpdate(variant=variant, constraint=B, lr=0.5, mode=mode, clip_norm=None).propose(inputs_for(grads))
+    step = HAMU_RULES[variant](constraint=B, lr=0.5, mode=mode, clip_norm=None).propose(inputs_for(grads))
     assert all(torch.equal(x, y) for x, y in zip(grads.retain, retain))
     assert all(torch.equal(x, y) for x, y in zip(grads.forget, forget))
     assert all(torch.equal(p, w) for p, w in zip(MODEL.parameters(), weights))

@@ -6,9 +6,11 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
-from hamu_core.rules import gradients as G
+from hamu_core import hamu_update
 from hamu_core.evaluation.hardness import (
     EASY_COS,
     HARD_COS,
@@ -18,6 +20,8 @@ from hamu_core.evaluation.hardness import (
     per_sample_hardness_loop,
     tensor_cosines,
 )
+from hamu_core.rules import gradients as G
+from hamu_core.rules.solver import EPS
 
 N_FORGET = 23  # odd, so chunk sizes 7 and 256 leave ragged last chunks
 
@@ -234,3 +238,33 @@ def test_hardness_reading_takes_a_tensor_scalar_and_refuses_non_cosines():
     for bad in (math.nan, 1.5, -2.0):
         with pytest.raises(ValueError, match="cos"):
             hardness_reading(bad)
+
+
+# One zero-norm rule: a gradient the solver treats as vanished (its branch and its cos θ_rf)
+# gets no cosine from the hardness functions either. Norms between 1e-8 and 1e-5 straddle
+# the boundary ‖g‖ = 1e-6 (‖g‖² = ε), where a norm-below-ε rule and a ‖g‖²-below-ε rule
+# used to disagree; both gradients are scaled, so the product of two norms near 1e-7 is tried.
+@settings(max_examples=80, deadline=None)
+@given(st.floats(-8.0, -5.0), st.floats(-8.0, 0.0), st.integers(0, 2**16))
+def test_solver_and_hardness_agree_whether_a_gradient_vanishes(log_forget, log_retain, seed):
+    gen = torch.Generator().manual_seed(seed)
+    g_r, g_f = torch.randn(2, 30, generator=gen, dtype=torch.float64)
+    g_r, g_f = g_r * (10.0**log_retain / g_r.norm()), g_f * (10.0**log_forget / g_f.norm())
+    solution = hamu_update(g_r, g_f, constraint=1e-3, radius=1.0)
+    forget_vanished = float(g_f @ g_f) < EPS
+    either_vanished = forget_vanished or float(g_r @ g_r) < EPS
+    assert (solution.branch == "zero_forget_grad") == forget_vanished
+    assert (solution.cos_rf == 0.0) == (overall_cosine([g_r], [g_f]) == 0.0) == either_vanished
+    if not either_vanished:
+        assert solution.cos_rf == pytest.approx(overall_cosine([g_r], [g_f]), rel=1e-12)
+
+
+@pytest.mark.parametrize("norm", [3e-7, 9.99e-7, 1.001e-6, 3e-6])
+def test_per_sample_cosines_vanish_with_the_retain_gradient_exactly_as_the_solver_says(norm):
+    model, x_f, y_f, g_r = problem("mlp")
+    scale = norm / float(G.norm(g_r))
+    tiny = [g * scale for g in g_r]
+    result = per_sample_hardness(model, x_f, y_f, tiny)
+    flat = torch.cat([g.flatten() for g in tiny])
+    solution = hamu_update(flat, torch.ones_like(flat), constraint=0.0, radius=1.0)
+    assert (solution.cos_rf == 0.0) == bool((result.cos == 0).all()) == (norm < 1e-6)

@@ -8,23 +8,19 @@ must see every training call, else in the session's folder.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import hamu_core.models.checkpoint as checkpoint
 from hamu_core.config import DEFAULTS
-from hamu_core.runs.experiment import load_dataset
-from hamu_core.runs.ledger import parse_requests, run_ledger
 from hamu_core.models.architectures import ModelConfig
 from hamu_core.models.training import TrainConfig
+from hamu_core.runs.experiment import load_dataset
+from hamu_core.runs.ledger import parse_requests, run_ledger
 from hamu_core.runs.unlearner import DEFAULT_STOP
+from tests.cli_in_process import run_cli
 
-ROOT = Path(__file__).resolve().parents[2]
 RECIPE = dict(model_config=ModelConfig(arch=DEFAULTS.arch), train_config=TrainConfig(epochs=2))
 REQUESTS = "class 3\n# next month\nrandom 0.05\nids 5 7 11 12 13 14 15 16 17 18 19 20\n"
 
@@ -90,10 +86,8 @@ def test_a_request_with_nothing_new_is_refused(data):
 def test_cli_prints_what_run_ledger_returns(data, tmp_path):
     (tmp_path / "requests.txt").write_text("class 3\nrandom 0.05\nids few.txt\n")
     (tmp_path / "few.txt").write_text("5 7 11 12 13 14 15 16 17 18 19 20")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "hamu_core", "requests", str(tmp_path / "requests.txt"),
-                           "--dataset", "digits", "--epochs", "2", "--steps", "30", "--quiet"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = run_cli(None, "requests", str(tmp_path / "requests.txt"), "--dataset", "digits", "--epochs", "2",
+                   "--steps", "30", "--quiet")
     assert done.returncode == 0, done.stderr
     printed, current = [], None
     for line in done.stdout.splitlines():

@@ -11,8 +11,21 @@ from scipy.stats import binomtest
 from torch import nn
 
 from hamu_core.data.labelled import LabelledData, stratified_test_mask
-from hamu_core.evaluation.metrics import (AMBER, GREEN, GREY, RED, SPLITS, STATUS_WORDS, Evaluation, ModelScores, avg_gap,
-                               evaluate, tug_of_war, verdict, wilson_interval)
+from hamu_core.evaluation.metrics import (
+    AMBER,
+    GREEN,
+    GREY,
+    RED,
+    SPLITS,
+    STATUS_WORDS,
+    Evaluation,
+    ModelScores,
+    avg_gap,
+    evaluate,
+    tug_of_war,
+    verdict,
+    wilson_interval,
+)
 
 E = math.e
 
@@ -62,12 +75,6 @@ def test_evaluate_matches_hand_computed_values():
 
 def test_evaluate_tables_and_json():
     ev = evaluate(Lookup(CURRENT), TINY, FORGET, retrain=Lookup(RETRAIN), original=Lookup(RETRAIN), n_boot=20)
-    table = ev.table()
-    assert list(table.index) == ["forget", "retain", "test"]
-    assert table.loc["test", "accuracy gap"] == -0.5 and table.loc["test", "original accuracy"] == 1.0
-    salun = ev.salun_table()
-    assert salun.loc["current", "UA"] == 50.0 and salun.loc["current", "TA"] == 50.0
-    assert salun.loc["retrain", "Avg. Gap"] == 0.0
     cls = ev.class_accuracy.set_index(["split", "class"])
     assert cls.loc[("forget", "a"), "current"] == 1.0 and cls.loc[("forget", "a"), "retrain"] == 0.0
     assert cls.loc[("test", "c"), "current"] == 0.0 and cls.loc[("test", "c"), "retrain"] == 1.0
@@ -176,7 +183,7 @@ def test_evaluation_is_deterministic_under_a_seed_and_leaves_the_model_alone(blo
 def test_the_retrained_model_gets_a_green_verdict(blobs):
     data, forget, overfit, retrain = blobs
     found = verdict(evaluate(retrain, data, forget, retrain=retrain, original=overfit, n_boot=30))
-    assert [f.status for f in found.findings] == [GREEN, GREEN, GREEN]
+    assert [f.status for f in (found.forgotten, found.cost, found.attack)] == [GREEN, GREEN, GREEN]
     assert found.forgotten.question == "Forgotten?" and "as if never seen" in found.forgotten.sentence
     assert "matches retraining within noise at this size" in found.forgotten.sentence
 

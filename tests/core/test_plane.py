@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from hamu_core.rules.baselines import GradientAscent, GradientDifference, PCGrad
 from hamu_core.rules.gradients import PairedGradients
-from hamu_core.rules.hamu import HamuUpdate
+from hamu_core.rules.hamu import HAMU_RULES
 from hamu_core.rules.plane import plane_problem
 from hamu_core.rules.rule import StepInputs
 from hamu_core.rules.solver import BRANCHES, effective_pair, hamu_update
@@ -107,7 +107,7 @@ def test_projection_of_high_dimensional_problems_is_the_drawn_step(seed, dim, mi
     cut = dim // 2
     split_r = [torch.from_numpy(gr[:cut]), torch.from_numpy(gr[cut:])]
     split_f = [torch.from_numpy(gf[:cut]), torch.from_numpy(gf[cut:])]
-    rule = HamuUpdate(variant=variant, radius=radius, constraint=constraint, mode="full", clip_norm=None,
+    rule = HAMU_RULES[variant](radius=radius, constraint=constraint, mode="full", clip_norm=None,
                       infeasible_step=infeasible_step)
     taken = step_of(rule, split_r, split_f)
     np.testing.assert_allclose(drawn.step, in_plane(taken, basis, scale), atol=1e-9 * scale)

@@ -9,9 +9,20 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from hamu_core.evaluation.privacy import (AS_RETRAINING, CANNOT_TELL, OVER_FORGOTTEN, REMEMBERED, Estimate, LogisticAttack,
-                               bootstrap_interval, cannot_tell, loss_attack_auc, membership_attacks, mia_reading,
-                               read_auc)
+from hamu_core.evaluation.privacy import (
+    AS_RETRAINING,
+    CANNOT_TELL,
+    OVER_FORGOTTEN,
+    REMEMBERED,
+    Estimate,
+    LogisticAttack,
+    bootstrap_interval,
+    cannot_tell,
+    loss_attack_auc,
+    membership_attacks,
+    mia_reading,
+    read_auc,
+)
 
 
 def test_loss_attack_auc_matches_hand_count():
@@ -51,6 +62,16 @@ def test_bootstrap_interval_of_a_mean_matches_the_normal_approximation():
     half_width = 1.96 * values.std() / math.sqrt(len(values))
     assert low == pytest.approx(values.mean() - half_width, abs=0.015)
     assert high == pytest.approx(values.mean() + half_width, abs=0.015)
+
+
+def test_a_one_sample_group_is_held_fixed_while_the_others_resample():
+    test_loss = np.random.default_rng(2).exponential(1.0, 60)
+    one = np.array([0.4])
+    low, high = bootstrap_interval(loss_attack_auc, (one, test_loss), n_boot=300, seed=0)
+    assert low < loss_attack_auc(one, test_loss) < high  # the test group's resampling still moves it
+    # with the forget sample fixed, every resampled AUC is a fraction of test losses above 0.4
+    assert 0.0 <= low and high <= 1.0
+    assert bootstrap_interval(loss_attack_auc, (one, np.array([1.0])), seed=0) == (1.0, 1.0)
 
 
 @pytest.mark.parametrize("kwargs, field", [({"n_boot": 0}, "n_boot"), ({"level": 1.0}, "level")])

@@ -12,7 +12,7 @@ import io
 import json
 import math
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 
 import numpy as np
@@ -21,12 +21,12 @@ import pytest
 from plotly.offline import get_plotlyjs
 
 from hamu_core.data.builtin import load_digits_data
-from hamu_core.rules.registry import make_rule
-from hamu_core.evaluation.metrics import evaluate, verdict
-from hamu_core.models.architectures import ModelConfig
-from hamu_core.evaluation.report import DEFINITIONS, build_report
 from hamu_core.data.selection import describe_selection, select_class
+from hamu_core.evaluation.metrics import evaluate, verdict
+from hamu_core.evaluation.report import DEFINITIONS, build_report
+from hamu_core.models.architectures import ModelConfig
 from hamu_core.models.training import TrainConfig, retain_ids, train_model
+from hamu_core.rules.registry import make_rule
 from hamu_core.runs.unlearner import UnlearningRun
 
 STEPS = 5
@@ -57,7 +57,7 @@ def run_data():
 
 
 def make(run_data, **overrides):
-    return build_report(**{**run_data, "created": datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), **overrides})
+    return build_report(**{**run_data, "created": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), **overrides})
 
 
 class Collector(HTMLParser):
@@ -167,6 +167,33 @@ def test_html_escapes_user_strings(run_data):
     assert html.count("&lt;script&gt;") >= 2  # dataset name and the uploaded file setting
 
 
+def test_user_strings_are_escaped_once_wherever_they_appear(run_data):
+    """Every text reaches the template plain and Jinja escapes it: never twice (``&amp;lt;``), never not at all."""
+    outcome = {"stop": {"kind": "unavoidable", "step": 4, "message": HOSTILE}, "reported_step": 4,
+               "reported_why": HOSTILE}
+    privacy = {"verdict": HOSTILE, "strongest": HOSTILE, "note": HOSTILE, "header": [HOSTILE], "rows": [[HOSTILE]]}
+    html = make(run_data, outcome=outcome, privacy=privacy, record={"label": HOSTILE, "request_ref": HOSTILE},
+                verdict={"plain": HOSTILE}, figures_html={HOSTILE: "<svg><circle r='1'/></svg>"}).to_html()
+    parsed = parse(html)
+    assert "&amp;lt;" not in html and "script" not in [tag for tag, _ in parsed.tags]
+    for section in ("conclusion", "outcome", "privacy", "record", "verdict", "charts"):
+        assert HOSTILE in " ".join(parsed.sections[section]), section
+    assert "circle" in [tag for tag, _ in parsed.tags]  # the caller's chart fragment is kept as markup
+
+
+def test_the_page_template_ships_as_package_data():
+    import tomllib
+    from pathlib import Path, PurePosixPath
+
+    from hamu_core.evaluation import report
+
+    root = Path(report.__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    template = PurePosixPath("templates", report.TEMPLATE)
+    assert any(template.match(p) for p in patterns["hamu_core.evaluation"])
+    assert (Path(report.__file__).parent / template).is_file()
+
+
 def test_history_table_shows_first_and_last_rows(run_data):
     long = [{**run_data["history"][0], "step": k} for k in range(1, 31)]
     history = parse(make(run_data, history=long).to_html()).sections["history"]
@@ -201,7 +228,7 @@ def test_bad_inputs_name_the_field(run_data, field, value, match):
         make(run_data, **{field: value})
 
 
-def test_json_safe_handles_numpy(run_data):
+def test_numpy_values_in_the_report_become_plain_json(run_data):
     forget = {**run_data["forget"], "weights": np.array([1.5, np.nan]), "flag": np.bool_(True)}
     loaded = json.loads(make(run_data, forget=forget).to_json())
     assert loaded["forget"]["weights"] == [1.5, None] and loaded["forget"]["flag"] is True

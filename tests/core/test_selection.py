@@ -12,13 +12,11 @@ from hamu_core.data.builtin import load_digits_data
 from hamu_core.data.selection import (
     SHOWN_IDS,
     describe_selection,
-    difference,
     select_class,
     select_hardest,
     select_listed,
     select_random,
     select_rho_mix,
-    union,
     validate_forget_set,
 )
 
@@ -48,12 +46,6 @@ def test_random_selection_is_a_seeded_train_subset(fraction, seed):
     assert np.array_equal(chosen, select_random(DATA, fraction, seed))
 
 
-@given(a=st.lists(st.sampled_from(sorted(TRAIN)), max_size=30), b=st.lists(st.sampled_from(sorted(TRAIN)), max_size=30))
-def test_union_and_difference_are_set_operations(a, b):
-    assert union(a, b).tolist() == sorted(set(a) | set(b))
-    assert difference(a, b).tolist() == sorted(set(a) - set(b))
-
-
 def test_class_selection_by_index_or_name():
     by_index, by_name = select_class(DATA, 3), select_class(DATA, "3")
     assert np.array_equal(by_index, by_name) and len(by_index) > 100
@@ -77,7 +69,7 @@ def test_hardest_and_easiest_from_series_or_arrays():
 
 
 def test_describe_selection_counts_classes():
-    ids = union(select_class(DATA, 1)[:3], select_class(DATA, 7)[:2])
+    ids = np.concatenate([select_class(DATA, 1)[:3], select_class(DATA, 7)[:2]])
     summary = describe_selection(DATA, ids)
     assert summary.size == 5 and summary.class_mix == {"1": 3, "7": 2}
     assert str(summary) == "Forget set: 5 samples (1: 3, 7: 2)"

@@ -12,10 +12,19 @@ import pytest
 import torch
 
 from hamu_core.audit.attack_scores import logit_confidence
+from hamu_core.audit.shadows import (
+    ShadowBank,
+    bank_folder,
+    build_bank,
+    membership_masks,
+    shadow_path,
+    shadow_train_config,
+    stacked_logits,
+    train_shadow,
+    whole_pool,
+)
 from hamu_core.data.labelled import LabelledData
 from hamu_core.models.architectures import ModelConfig
-from hamu_core.audit.shadows import (ShadowBank, bank_folder, build_bank, membership_masks, shadow_path,
-                               shadow_train_config, stacked_logits, train_shadow, whole_pool)
 from hamu_core.models.training import TrainConfig, train_model
 
 MODEL = ModelConfig(hidden=(16,))

@@ -327,8 +327,9 @@ def test_reported_scalars(p, variant):
     assert sol.norm_retain == pytest.approx(np.linalg.norm(c), rel=1e-12)
     assert sol.norm_forget == pytest.approx(np.linalg.norm(a), rel=1e-12)
     assert (sol.radius, sol.constraint) == (R, B)
-    norms = np.linalg.norm(c) * np.linalg.norm(a)
-    assert sol.cos_rf == pytest.approx(float(c @ a) / norms if norms > EPS else 0.0, rel=1e-9, abs=1e-12)
+    vanished = c @ c < EPS or a @ a < EPS  # HAMU_SPEC's zero test ‖g‖² < ε, for the cosine too
+    expected_cos = 0.0 if vanished else float(c @ a) / (np.linalg.norm(c) * np.linalg.norm(a))
+    assert sol.cos_rf == pytest.approx(expected_cos, rel=1e-9, abs=1e-12)
     arg = (c @ c) * (a @ a) - B * B * (c @ c) / max(R, EPS) ** 2  # κ2² (HAMU_SPEC, stopping signal)
     tol = 1e-9 * (1 + (c @ c) * (a @ a))
     if arg > tol:

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from hamu_core.rules.registry import make_rule
-from hamu_core.runs.store import (ReplayMismatch, RunStore, StoredRunRecorder, StoreError, replay_run, resume_run)
+from hamu_core.runs.store import ReplayMismatch, RunStore, StoredRunRecorder, StoreError, replay_run, resume_run
 from hamu_core.runs.store_schema import SCHEMA_VERSION, writer_alive, writer_token
 from hamu_core.runs.unlearner import UnlearningRun
 

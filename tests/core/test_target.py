@@ -14,9 +14,18 @@ import pytest
 import torch
 
 from hamu_core.config import DEFAULTS
+from hamu_core.evaluation.target import (
+    MIN_FORGET,
+    Z95,
+    Band,
+    ReferenceTarget,
+    accuracy_band,
+    loss_band,
+    measure,
+    measured_splits,
+    reference_distance,
+)
 from hamu_core.runs.experiment import ExperimentSpec, ForgetChoice, prepare, unlearning_run
-from hamu_core.evaluation.target import (MIN_FORGET, Z95, Band, ReferenceTarget, accuracy_band, loss_band, measure,
-                              measured_splits, reference_distance)
 from hamu_core.runs.unlearner import DEFAULT_STOP, stop_rules
 
 

@@ -3,29 +3,26 @@
 The app's side is built as its pages build it: the session's method settings (Studio
 defaults overlaid with the user's changes), the original model from ``hamu_ui.cache``,
 the forget set from ``hamu_core.data.selection`` and the page's ``LiveRun``. The CLI's side is a
-real ``python -m hamu_core run`` subprocess whose stored records are compared field by
-field, wall-clock timings aside; the app then reopens the CLI's stored run.
+``python -m hamu_core run`` (``main(argv)``, called in-process) whose stored records are
+compared field by field, wall-clock timings aside; the app then reopens the CLI's stored run.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from hamu_core.data.builtin import load_digits_data
-from hamu_core.models.architectures import ModelConfig
 from hamu_core.data.selection import select_class
-from hamu_core.runs.store import RunStore
+from hamu_core.models.architectures import ModelConfig
 from hamu_core.models.training import TrainConfig
+from hamu_core.runs.live import LiveRun
+from hamu_core.runs.store import RunStore
 from hamu_ui.cache import trained_model
-from hamu_ui.session import LiveRun, StudioSession
+from hamu_ui.session import StudioSession
+from tests.cli_in_process import run_cli
 
-ROOT = Path(__file__).resolve().parents[2]
 STEPS = 8
 TRAIN = TrainConfig(epochs=2, seed=7)  # a recipe no other test uses: the app's in-memory model cache holds only ours
 
@@ -41,11 +38,9 @@ def comparable(record: dict) -> str:
 def test_cli_run_has_the_apps_history(method, changed, seed, evaluated, tmp_path, monkeypatch):
     monkeypatch.setenv("HAMU_DATA_DIR", str(tmp_path))
     sets = [arg for name, value in changed.items() for arg in ("--set", f"{name}={value}")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["run", "--dataset", "digits", "--epochs", str(TRAIN.epochs), "--train-seed", str(TRAIN.seed),
             "--forget-class", "3", "--method", method, "--seed", str(seed), "--steps", str(STEPS), "--until", "none", "--quiet"]
-    done = subprocess.run([sys.executable, "-m", "hamu_core", *args, *sets, *([] if evaluated else ["--no-eval"])], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = run_cli(tmp_path, *args, *sets, *([] if evaluated else ["--no-eval"]))
     assert done.returncode == 0, done.stderr
     run_id = next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("run_id:"))
     with RunStore(tmp_path) as store:
@@ -54,7 +49,7 @@ def test_cli_run_has_the_apps_history(method, changed, seed, evaluated, tmp_path
     session = StudioSession(method=method, seed=seed, train_config=TRAIN)
     session.settings[method] = dict(changed)
     data = load_digits_data()
-    trained = trained_model(session.data_source, data, session.model_config, session.train_config, "original")
+    trained = trained_model(data, session.model_config, session.train_config, "original")
     assert session.model_config == ModelConfig(arch="mlp") and trained.key == stored.dataset["model_fingerprint"]
     model = trained.model
     live = LiveRun(("test",), data, model, select_class(data, 3), method, session.method_settings(method), seed)

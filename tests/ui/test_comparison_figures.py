@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hamu_core.data.builtin import load_digits_data
-from hamu_core.runs.compare import compare_methods, merge_identical, rank_by_reference
 from hamu_core.config import DEFAULTS
+from hamu_core.data.builtin import load_digits_data
+from hamu_core.data.selection import select_class
 from hamu_core.evaluation.embedding import annotate, linked_embeddings
 from hamu_core.evaluation.metrics import class_accuracy, sample_outputs, split_ids
-from hamu_core.models.architectures import ModelConfig, build_model
-from hamu_core.data.selection import select_class
 from hamu_core.evaluation.target import measure, measured_splits
+from hamu_core.models.architectures import ModelConfig, build_model
+from hamu_core.runs.compare import compare_methods, merge_identical, rank_by_reference
 from hamu_ui.compare_view import comparison_specs, fair_settings, final_table, paths, stop_words
 from hamu_ui.comparison_figures import (
     FOCUS_PAD,

@@ -12,6 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hamu_core.rules.solver import hamu_update
 from hamu_ui.figures import (
@@ -27,6 +29,7 @@ from hamu_ui.figures import (
     least_cost,
     metric_curves,
     selected_ids,
+    thinned_path,
     tradeoff_figure,
 )
 
@@ -204,3 +207,33 @@ def test_fast_figure_equals_plotly_s_own_build_and_still_validates_later_edits()
         fast.update_layout(height="tall")
     fast.layout.template.layout.font.size = 99  # the cached template is not shared with the figure
     assert _figure(traces, layout).layout.template.layout.font.size != 99
+
+
+def path_frame(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"step": np.arange(n), "forget_acc": np.linspace(1, 0, n)})
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 2000), limit=st.integers(2, 400), keep=st.lists(st.integers(0, 2100), max_size=5))
+def test_a_thinned_path_keeps_its_ends_its_marked_steps_and_its_order_within_the_limit(n, limit, keep):
+    frame = path_frame(n)
+    thin = thinned_path(frame, limit, keep)
+    steps = thin["step"].tolist()
+    marked = sorted({k for k in keep if k < n})
+    assert steps == sorted(set(steps))  # a subset of rows, in order, none twice
+    assert set(steps) <= set(range(n)) and steps[0] == 0 and steps[-1] == n - 1
+    assert set(marked) <= set(steps)
+    assert len(thin) <= max(n if n <= limit else limit + len(marked), 1)
+    if n <= limit:
+        assert thin.equals(frame)  # short paths are drawn whole
+
+
+def test_a_thinned_path_is_spread_evenly():
+    thin = thinned_path(path_frame(3001), 301)
+    gaps = np.diff(thin["step"].to_numpy())
+    assert len(thin) == 301 and gaps.min() == gaps.max() == 10
+
+
+def test_a_thinned_path_needs_room_for_both_ends():
+    with pytest.raises(ValueError, match="limit must be at least 2"):
+        thinned_path(path_frame(10), 1)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from hamu_core.data.selection import select_class
-from hamu_core.runs.store import RunStore, StoredRunRecorder
 from hamu_core.evaluation.target import measure
+from hamu_core.runs.live import LiveRun
+from hamu_core.runs.store import RunStore, StoredRunRecorder
 from hamu_core.runs.unlearner import UnlearningRun
-from hamu_ui.session import LiveRun
 
 SETTINGS = {"lr": 0.05, "constraint": 0.025}
 
@@ -82,3 +82,17 @@ def test_opening_a_finished_run_to_read_it_changes_nothing_in_its_record(digits,
     assert (after.status, after.updated) == ("finished", before.updated)  # read, not taken over
     reopened.step(1)
     assert store.get_run(live.run_id).status == "running"  # a new step takes it over
+
+
+def test_leaving_the_step_loop_between_steps_keeps_every_step_taken_stored(digits, model, tmp_path):
+    """Run N and Play leave the loop after a slice, or when Pause stops the page: what was yielded is stored."""
+    store = RunStore(tmp_path)
+    live = LiveRun(("key",), digits, model, select_class(digits, 3), "hamu-q", SETTINGS, seed=0, store=store,
+                   dataset={"name": "digits"})
+    for record in live.steps(10):
+        if record.step == 3:
+            break
+    assert len(live.history) == 3 and live.run.stop_ is None  # left by the caller: no reason to report
+    stored = store.get_run(live.run_id)
+    assert [e["step"] for e in stored.history] == [1, 2, 3]
+    assert live.step(2).kind == "step_limit" and len(store.get_run(live.run_id).history) == 5

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from hamu_core.rules.plane import plane_problem
 from hamu_core.data.selection import select_class
+from hamu_core.rules.plane import plane_problem
+from hamu_core.runs.live import LiveRun
 from hamu_ui.plane_figures import half_plane, plane_figure
-from hamu_ui.session import LiveRun, StudioSession
+from hamu_ui.session import StudioSession
 from hamu_ui.teaching_view import EXPANDER_KEY, FORMULAS, branch_words
 
 CASES = {

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from hamu_core.config import DEFAULTS
-from hamu_core.evaluation.metrics import sample_outputs
 from hamu_core.data.selection import select_class
+from hamu_core.evaluation.metrics import sample_outputs
 from hamu_core.evaluation.target import MEASURE_LIMIT, measured_splits
-from hamu_ui.session import LiveRun, StudioSession
+from hamu_core.runs.live import LiveRun
+from hamu_ui.session import StudioSession
 from hamu_ui.stepper import explain
 
 
