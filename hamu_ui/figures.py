@@ -211,7 +211,7 @@ def metric_curves(frame: pd.DataFrame, reference: Mapping[str, float] | None = N
     # Both panels are laid out by hand: make_subplots and add_hline cost tens of ms per call.
     return _figure(traces, dict(
         **_LAYOUT, height=300, legend=dict(orientation="h", y=-0.25), shapes=shapes,
-        title="Forget and retain, per step (dashed: retrain reference)",
+        title="Forget and retain, per step" + (" (dashed: retrain reference)" if reference is not None else ""),
         xaxis=dict(domain=[0, 0.44], title="step"), xaxis2=dict(domain=[0.56, 1], title="step", anchor="y2"),
         yaxis=dict(title="accuracy (%)", range=[-2, 102]), yaxis2=dict(title="mean loss", anchor="x2"),
     ))

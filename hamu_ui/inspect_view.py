@@ -19,6 +19,7 @@ from hamu_core.evaluation.privacy import bootstrap_interval, loss_attack_auc, mi
 from hamu_core.models.architectures import TrainedModel
 from hamu_ui import cache, widgets
 from hamu_ui.comparison_figures import attack_histogram, class_accuracy_figure, collateral_figure, twin_embedding_figure
+from hamu_ui.forget_set import MAP_NAMES
 from hamu_ui.session import StudioSession
 from hamu_ui.workspace import Workspace
 
@@ -80,7 +81,8 @@ def twin_embedding(session: StudioSession, ws: Workspace, chosen: Models) -> Non
         return
     method = st.radio("Map", list(cache.MAP_CHOICES), format_func=cache.MAP_CHOICES.get, key="inspect.map",
                       horizontal=True, help="Both models' last hidden layer, mapped to 2-D; the right map is rotated onto the left.")
-    with st.spinner(f"Computing both {cache.MAP_CHOICES[method]} maps…"):
+    slow = "" if method == "pca" else " (this page waits: up to a minute on a first UMAP)"
+    with st.spinner(f"Computing the {MAP_NAMES[method]} maps of both models{slow}…"):
         frame = cache.linked_embedding(ws.data, chosen["original"], chosen["current"], session.forget_ids, method,
                                        session.seed)
     st.plotly_chart(twin_embedding_figure(annotate(frame, session.forget_ids)), key="inspect.twin")

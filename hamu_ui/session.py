@@ -94,7 +94,20 @@ class StudioSession:
     def choose_model(self, config: ModelConfig) -> None:
         if config != self.model_config:
             self.model_config = config
+            if self.live is not None:
+                self.set_aside("the model changed", forget_set=False)
             self.drop_run()
+
+    def set_aside(self, why: str, *, forget_set: bool = True) -> None:
+        """Say, before a user's choice drops the run (and the forget set), that a stored run stays reopenable."""
+        dropped = ([f"the forget set ({len(self.forget_ids)} samples)"] if forget_set and len(self.forget_ids) else []) + (
+            ["the run"] if self.live is not None else [])
+        if not dropped:
+            return
+        kept = (f" Run `{self.live.run_id}` ({len(self.live.history)} steps) stays stored: reopen it from the run "
+                "list on **Report**." if self.live is not None and self.live.run_id else "")
+        verb = "start" if len(dropped) > 1 else "starts"
+        self.notify("info", f"Since {why}, {' and '.join(dropped)} {verb} afresh." + kept)
 
     def choose_device(self, device: str) -> None:
         """Compute somewhere else; the live run's model lives on the old device and goes."""

@@ -103,6 +103,7 @@ def act(session: StudioSession, action: str, n: int = 1) -> None:
         return
     if action == "play":
         if session.active:
+            session.notify("info", paused_words(session))
             session.halt()
         else:
             session.playing = True
@@ -115,6 +116,16 @@ def act(session: StudioSession, action: str, n: int = 1) -> None:
         go_back(session, action, n)
         return
     advance(session, n)
+
+
+def paused_words(session: StudioSession) -> str:
+    """What a Pause click ended, in words: Play, or Run N with how far it got (no stop rule ended it)."""
+    step = len(session.live.history)
+    if session.running is None:
+        return f"Paused by you at step {step}; press Play, Step or Run to go on."
+    first, last = session.running
+    return (f"Paused by you after step {step}: Run {last - first} had taken {step - first} of its {last - first} "
+            "steps, and no stop rule had ended it. Press Run or Step to go on.")
 
 
 def advance(session: StudioSession, n: int, shown: Callable[[], None] | None = None,
@@ -219,11 +230,22 @@ STOP_LABELS = (
 
 
 def stop_choices(session: StudioSession) -> None:
-    """The run-level stop rules, on by default: a run aims at the retrain reference, not at maximal forgetting."""
+    """The run-level stop rules, on by default: a run aims at the retrain reference, not at maximal forgetting.
+
+    With the user's own model there is no reference, so its rule is shown off and disabled, with
+    the reason; the session keeps the choice (``advance`` leaves it out), so it is back on when the
+    Studio's own model is used again.
+    """
     chosen = []
     for rule, label, help_text in STOP_LABELS:
-        if st.checkbox(label, value=rule in session.stop_when, key=f"unlearn.stop.{rule}", help=help_text):
+        if rule == "reached_reference" and session.own_model is not None:
+            st.checkbox(label, value=False, key=f"unlearn.stop.{rule}.no_target", disabled=True,
+                        help="Your own model has no retrain reference, so there is no target to stop at.")
+            chosen += [rule] if rule in session.stop_when else []
+        elif st.checkbox(label, value=rule in session.stop_when, key=f"unlearn.stop.{rule}", help=help_text):
             chosen.append(rule)
+    if session.own_model is not None:
+        st.caption("No retrain reference (your own model): the run steps without a target line.")
     session.stop_when = tuple(chosen)
 
 

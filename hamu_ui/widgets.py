@@ -39,6 +39,14 @@ def show_status(slot, session: StudioSession) -> None:
                   f"forget set: **{len(session.forget_ids)} samples** · run: **{run}**")
 
 
+def warn_if_guessing(accuracy: float, n_classes: int) -> None:
+    """A warning when a model's test accuracy is no better than guessing: every reading built on it is moot."""
+    if accuracy <= 1.0 / n_classes + 0.05:
+        st.warning(f"This model's test accuracy ({accuracy:.1%}) is no better than guessing among {n_classes} "
+                   f"classes ({1 / n_classes:.1%}): it has learned nothing to forget, so unlearning it says little. "
+                   "Check the model file, the data, or the training recipe.")
+
+
 @contextlib.contextmanager
 def page(title: str, name: str | None = None) -> Iterator[tuple[StudioSession, object]]:
     """Every page's frame, opened the same way: the session, the title, the error boundary, the status line.
@@ -143,6 +151,7 @@ def choose_data(session: StudioSession) -> None:
     def on_builtin() -> None:
         name = st.session_state["setup.dataset"]
         if available[name] is None:
+            session.set_aside("the data changed")
             session.choose_dataset(name)
         else:
             session.notify("error", f"{name} is not available here: {available[name]}")
@@ -159,6 +168,7 @@ def choose_data(session: StudioSession) -> None:
         except Exception as err:  # noqa: BLE001 -- a callback runs outside the page's boundary
             boundary.remember(err, f"Reading {upload.name}")
         else:
+            session.set_aside("the data changed")
             session.choose_dataset(upload.name, upload)
 
     st.selectbox("Built-in dataset", names, index=names.index(current), key="setup.dataset", on_change=on_builtin,

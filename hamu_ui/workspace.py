@@ -126,6 +126,16 @@ def start_retrain(session: StudioSession, ws: Workspace) -> background.Job | Non
     return background.jobs().start(key, train)
 
 
+def job_outcome(job: background.Job | None, ready: str, failed: str) -> None:
+    """One line once a background job has ended: ``ready``, or ``failed`` with the job's error."""
+    if job is None or not job.done:
+        return
+    if job.error is None:
+        st.caption(ready)
+    else:
+        st.error(f"{failed}: {job.error}")
+
+
 def job_note(job: background.Job | None, text: str) -> None:
     """A progress line on a background job, redrawn every second while it runs; the page reruns once it is done."""
     if job is None or job.done:

@@ -43,8 +43,12 @@ with widgets.page("HAMU Studio", "Setup") as (session, _):
         st.success(f"Original model ready: {accuracy:.1%} "
                    f"test accuracy on {ws.data.name} ({len(ws.data.train_ids):,} training, "
                    f"{len(ws.data.test_ids):,} test samples, {ws.data.n_classes} classes).")
+        widgets.warn_if_guessing(accuracy, ws.data.n_classes)
         reference = workspace.retrain_reference(session, ws)
-        if reference is None:
+        if session.own_model is not None:
+            st.info("Your own model has no retrain reference (the Studio does not know how it was trained): "
+                    "runs step without the target, and the Report reads forgetting against unseen test data.")
+        elif reference is None:
             st.info("The retrain reference (the same model trained without the forget set) is trained as soon "
                     "as you choose a forget set: open **Forget set** in the sidebar.")
         else:

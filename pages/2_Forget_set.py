@@ -44,7 +44,10 @@ with widgets.page("Forget set") as (session, _):
     with side_col:
         summary = describe_selection(data, session.forget_ids)
         st.markdown(f"### Forget set: {summary.size} samples")
-        workspace.job_note(workspace.start_retrain(session, ws), f"{workspace.RETRAIN_TEXT}, in the background")
+        retrain = workspace.start_retrain(session, ws)
+        workspace.job_note(retrain, f"{workspace.RETRAIN_TEXT}, in the background")
+        workspace.job_outcome(retrain, "Retrain reference ready: Unlearn aims at it.",
+                              "The retrain reference could not be trained")
         widgets.show_notices(session)
         with st.expander("Choose by rule: a class, at random, ρ-mixing, the hardest, or ids", expanded=not summary.size):
             forget_set.selection_tools(session, data, hard)

@@ -142,7 +142,7 @@ GOOD_CSV = csv_bytes(["x1,x2,label"] + [f"{i},{i * 3 % 7},{'ab'[i % 2]}" for i i
 
 # name → (file name, content builder, text the refusal must contain)
 HOSTILE = {
-    "corrupt-crc": ("crc.zip", corrupt_crc_zip, r"member 'shapes/square/2.png' is damaged \(Bad CRC-32"),
+    "corrupt-crc": ("crc.zip", corrupt_crc_zip, r"member 'shapes/square/2.png' is damaged: .*Details: Bad CRC-32"),
     "corrupt-deflate": ("deflate.zip", corrupt_deflate_zip, r"member 'shapes/circle/1.png' is damaged"),
     "size-lies-small": ("small.zip", lambda: lying_size_zip(10), r"member 'shapes/square/2.png' is damaged"),
     "size-lies-large": ("large.zip", lambda: lying_size_zip(4000), r"declares 4,000 bytes but holds"),

@@ -67,7 +67,9 @@ def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, filename: str, 
         with archive.open(info) as stream:
             data = stream.read()
     except _MEMBER_ERRORS as exc:
-        raise DataError(f"{filename}: member {info.filename!r} is damaged ({exc})") from exc
+        raise DataError(f"{filename}: member {info.filename!r} is damaged: its bytes do not unpack to what the "
+                        f"zip declares (the file was cut short or changed after zipping; zip it again). "
+                        f"Details: {exc}") from exc
     if len(data) != info.file_size:
         raise DataError(f"{filename}: member {info.filename!r} declares {info.file_size:,} bytes but holds "
                         f"{len(data):,}")

@@ -107,11 +107,6 @@ def fashion_mnist_missing(root: str | Path = FASHION_ROOT) -> str | None:
             "Install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu, about 30 MB).")
 
 
-def fashion_mnist_available(root: str | Path = FASHION_ROOT) -> bool:
-    """Whether all four Fashion-MNIST files are present (the app offers the dataset only then)."""
-    return fashion_mnist_missing(root) is None
-
-
 def load_fashion_mnist(root: str | Path = FASHION_ROOT) -> LabelledData:
     """Full Fashion-MNIST (Zalando, MIT): 60,000 train then 10,000 test images, the official split."""
     reason = fashion_mnist_missing(root)

@@ -62,7 +62,9 @@ def check_learnable(source: str, y: np.ndarray, classes: tuple[str, ...], n_feat
     smallest = int(np.argmin(counts))
     if counts[smallest] < limits.min_samples_per_class:
         allowed = len(y) // limits.min_samples_per_class
-        hint = f"; {len(y):,} samples allow at most {allowed:,} classes" if len(classes) > allowed else ""
+        hint = (f"; {len(y):,} samples are too few for even two classes of {limits.min_samples_per_class}"
+                if allowed < 2 else f"; {len(y):,} samples allow at most {allowed:,} classes"
+                if len(classes) > allowed else "")
         raise DataError(f"{source}: class {classes[smallest]!r} has {counts[smallest]} sample"
                         f"{'s' if counts[smallest] != 1 else ''}, fewer than Limits.min_samples_per_class = "
                         f"{limits.min_samples_per_class} (a test sample, one to forget and one to retain){hint}")

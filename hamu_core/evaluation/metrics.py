@@ -44,7 +44,7 @@ from hamu_core.models.training import retain_ids
 SPLITS = ("forget", "retain", "test")
 PROBE_SIZE = 512  # samples in the fixed probe batch for layer-wise CKA
 GREEN, AMBER, RED, GREY = "green", "amber", "red", "grey"  # the verdict's statuses
-STATUS_WORDS = {GREEN: "as the reference", AMBER: "some way off", RED: "far off",
+STATUS_WORDS = {GREEN: "within noise", AMBER: "some way off", RED: "far off",
                 GREY: "cannot tell at this size"}  # each status in words, for badges
 EFFICACY_WORDS = {AS_RETRAINING: "the same within noise",  # MIA-efficacy against the retrained model's
                   REMEMBERED: "lower, so it calls more of them members than after retraining",

@@ -161,6 +161,13 @@ def conclusion(outcome: Mapping | None, evaluation: Mapping | None, verdict: Map
     if not evaluation:
         return "not concluded", ("Not concluded: this run has not been evaluated, so whether the data are "
                                  "forgotten is not established.")
+    if _accuracy(evaluation, "retrain", "forget") is None:
+        return "not concluded", (
+            f"Not concluded against retraining: there is no retrain reference for this model (a model you "
+            f"brought: the Studio does not know how it was trained), so whether it now forgets like a model "
+            f"retrained without these samples cannot be established here. {model.capitalize()} has {forget}, "
+            f"{retain} and {test}; the verdict below reads forgetting against unseen test data and the cost "
+            "against the original model.")
     reached = status.get("forgotten") == GREEN or kind == "reached_reference"
     if reached and status.get("cost") == GREEN:
         return "done", (f"Done. {model.capitalize()} forgets the forget set like the model retrained without it, "

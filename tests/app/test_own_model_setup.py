@@ -63,3 +63,22 @@ def test_the_original_is_the_own_model_when_one_is_accepted():
     original = original_model(session, data)
     assert original.key == model_fingerprint(expected)
     assert next(original.model.parameters()).device == torch.device("cpu")
+
+
+def test_an_own_model_is_never_described_as_having_a_retrain_reference():
+    """Setup says there is none, warns that an untrained model guesses, and Unlearn disables the reference stop."""
+    session = StudioSession(dataset="digits", own_model=Upload("mine.safetensors", weights(10)))
+    at = setup_with(session)
+    assert any("has no retrain reference" in i.value for i in at.info)
+    assert not any("is trained as soon as you choose a forget set" in i.value for i in at.info)
+    assert any("no better than guessing among 10 classes" in w.value for w in at.warning)  # an untrained MLP
+    data = load_digits_data()
+    session = at.session_state[SESSION_KEY]
+    session.set_forget(data.train_ids[data.y[~data.is_test] == 3])
+    at = AppTest.from_file(str(ROOT / "pages/3_Unlearn.py"), default_timeout=120)
+    at.session_state[SESSION_KEY] = session
+    at.run()
+    assert not at.exception and not at.error, [e.message for e in at.exception] + [e.value for e in at.error]
+    stop = at.checkbox(key="unlearn.stop.reached_reference.no_target")
+    assert stop.disabled and not stop.value
+    assert any("No retrain reference (your own model)" in c.value for c in at.caption)

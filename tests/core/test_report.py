@@ -309,6 +309,9 @@ def _ev(forget, retain, test=0.9):
     ("step_limit", "amber", "green", _ev(0.2, 0.99), "not concluded", "before its forget set reached"),
     ("step_limit", "green", "red", _ev(0.0, 0.6), "not achievable without damage", "already paid"),
     ("refused", "amber", "green", _ev(0.2, 0.99), "not concluded", "neither reached"),
+    # a model the user brought has no retrain reference: never "done", and the paragraph says why
+    ("step_limit", "green", "green", {"current": {"accuracy": {"forget": 0.0, "retain": 0.99, "test": 0.9}}},
+     "not concluded", "there is no retrain reference for this model"),
 ])
 def test_the_conclusion_follows_the_stored_outcome(stop, forgotten, cost, evaluation, kind, words):
     from hamu_core.evaluation.report import conclusion

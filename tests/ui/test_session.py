@@ -79,3 +79,29 @@ def test_explain_names_infeasible_and_unavoidable_steps(digits, model):
     lines = explain(live.history, "hamu-q")
     assert any("2 steps (the last: step 2) were infeasible" in line for line in lines)
     assert explain([], "hamu-q") == []
+
+
+def test_a_choice_that_drops_the_forget_set_or_run_says_what_stays(digits, model):
+    session = StudioSession()
+    session.set_aside("the data changed")
+    assert session.notices == []  # nothing to drop, nothing to say
+    session.set_forget(select_class(digits, 3))
+    session.live = LiveRun(("key",), digits, model, session.forget_ids, "ft", {}, seed=0)
+    session.live.step(2)
+    session.set_aside("the data changed")
+    kind, text = session.notices[-1]
+    assert kind == "info" and f"the forget set ({len(session.forget_ids)} samples) and the run start afresh" in text
+    session.set_aside("the model changed", forget_set=False)
+    assert session.notices[-1][1] == "Since the model changed, the run starts afresh."  # no store: no run id to name
+
+
+def test_pause_says_how_far_run_n_got_and_that_no_stop_rule_ended_it(digits, model):
+    from hamu_ui.stepper import paused_words
+
+    session = StudioSession()
+    session.live = LiveRun(("key",), digits, model, select_class(digits, 3), "ft", {}, seed=0)
+    session.live.step(3)
+    session.running = (1, 21)
+    assert paused_words(session).startswith("Paused by you after step 3: Run 20 had taken 2 of its 20 steps")
+    session.running = None
+    assert paused_words(session) == "Paused by you at step 3; press Play, Step or Run to go on."
