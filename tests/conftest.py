@@ -22,6 +22,9 @@ import torch
 from hypothesis import settings
 from threadpoolctl import threadpool_limits
 
+from hamu_core.data.builtin import load_digits_data
+from hamu_core.models.architectures import ModelConfig, build_model
+
 settings.register_profile("ci", deadline=None, derandomize=True)
 settings.load_profile("ci")
 
@@ -43,3 +46,15 @@ def one_thread():
     with threadpool_limits(1):
         yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """The built-in digits, for tests that need real data and no training."""
+    return load_digits_data()
+
+
+@pytest.fixture(scope="module")
+def model(digits):
+    """A small untrained MLP for digits: enough to step, map and measure."""
+    return build_model(ModelConfig(hidden=(16,)), digits.input_shape, digits.n_classes, seed=0)

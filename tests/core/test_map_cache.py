@@ -2,22 +2,10 @@
 
 import numpy as np
 import pandas as pd
-import pytest
 
-from hamu_core.data.builtin import load_digits_data
 from hamu_core.evaluation.embedding import embed
 from hamu_core.evaluation.map_cache import cached_map, load_map, map_key, map_path, save_map, stored_map
 from hamu_core.models.architectures import ModelConfig, build_model
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits_data()
-
-
-@pytest.fixture(scope="module")
-def model(digits):
-    return build_model(ModelConfig(hidden=(16,)), digits.input_shape, digits.n_classes, seed=0)
 
 
 def test_a_map_is_computed_once_then_read_back_equal(digits, model, tmp_path):

@@ -539,3 +539,14 @@ def test_threads_sharing_one_store_do_not_interfere(tmp_path):
     for t in threads:
         t.join()
     assert sorted(store.list_runs().steps) == [40, 40, 40]
+
+
+def test_a_hamu_run_stored_before_the_variant_became_a_class_still_rebuilds_its_rule(tmp_path):
+    """Runs written when one class served HAMU-Q and HAMU-U carry "variant"; they reopen as before."""
+    store = RunStore(tmp_path)
+    old = {"method": "hamu-u", "variant": "hamu-u", "constraint": 0.02, "radius": 0.05, "mode": "full"}
+    run_id = store.create_run(settings=old, dataset={"name": "tiny"}, forget_ids=[1, 2], seed=0, retain_batch_size=8)
+    stored = store.get_run(run_id)
+    assert "variant" not in stored.settings
+    rule = make_rule(**stored.settings)
+    assert rule.method == "hamu-u" and rule.variant == "hamu-u" and rule.constraint == 0.02

@@ -12,7 +12,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hamu_core.config import DEFAULTS
-from hamu_core.data.builtin import load_digits_data
 from hamu_core.data.selection import select_class
 from hamu_core.evaluation.embedding import annotate, linked_embeddings
 from hamu_core.evaluation.metrics import class_accuracy, sample_outputs, split_ids
@@ -31,11 +30,6 @@ from hamu_ui.comparison_figures import (
     twin_embedding_figure,
 )
 from hamu_ui.inspect_view import attack_rates, attack_table, collateral_frame
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits_data()
 
 
 @pytest.fixture(scope="module")
